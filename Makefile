@@ -1,0 +1,38 @@
+# soundalike: the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO ?= demo
+
+.PHONY: demo test lint typecheck bench bench-quick stress clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[web,dask,mongo,eval,dev]'
+	touch $(STAMP)
+
+## demo: synthesise a small library, ingest it, and print recommendations
+demo: $(STAMP)
+	$(PY) -m soundalike.demo --out $(DEMO)
+
+## test: lint, type-check and run the whole test suite
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache test-artifacts

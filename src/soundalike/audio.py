@@ -1,0 +1,298 @@
+"""Decode any audio file to mono float32 at one analysis rate.
+
+This is the only module that touches codecs. It uses PyAV (FFmpeg's libraries), so MP3, Ogg
+Vorbis, Opus, FLAC, WAV, AIFF and M4A/AAC all work, and it identifies a file by its content, never by
+its extension. Every way a file can fail becomes one precise :class:`~soundalike.errors.AudioError`
+subclass; decoding is bounded in output length, so a tiny file that expands to hours cannot hang or
+exhaust memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from soundalike.errors import (
+    CorruptAudioError,
+    EmptyFileError,
+    NotAudioError,
+    SilentAudioError,
+    TooLongError,
+    TooShortError,
+    TruncatedAudioError,
+    UnreadableFileError,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 22050
+"""The analysis rate in Hz; every feature is computed at this rate."""
+
+MIN_DURATION_S = 1.0
+MAX_DURATION_S = 1800.0
+SILENCE_DBFS = -60.0
+
+# Containers whose header states the exact length, so a shortfall means the file was cut.
+_EXACT_LENGTH_FORMATS = ("wav", "flac", "aiff", "w64", "caf", "mov", "mp4", "m4a")
+# Bad packets tolerated before a file counts as corrupt (real MP3s often carry one broken frame).
+_MAX_BAD_PACKET_SHARE = 0.05
+_MAX_BAD_PACKETS_ABS = 8
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(n,), dtype=float32]
+        Mono signal at ``sample_rate``, DC removed.
+    sample_rate : int
+        Samples per second.
+    source_format : str
+        The container format FFmpeg recognised, e.g. ``"mp3"`` or ``"ogg"``.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    source_format: str
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.sample_rate
+
+
+def decode(
+    source: str | os.PathLike[str] | bytes | BinaryIO,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    max_duration: float = MAX_DURATION_S,
+    min_duration: float = MIN_DURATION_S,
+    name: str | None = None,
+) -> Audio:
+    """Decode a file (or bytes) to mono float32.
+
+    Parameters
+    ----------
+    source : path, bytes or binary file object
+        What to decode. The format is recognised from the content.
+    sample_rate : int
+        Output rate in Hz.
+    max_duration : float
+        Longest audio accepted, in seconds; decoding stops as soon as it is exceeded.
+    min_duration : float
+        Shortest audio accepted, in seconds.
+    name : str, optional
+        How to name the source in error messages (defaults to the path, or ``"<upload>"``).
+
+    Returns
+    -------
+    Audio
+
+    Raises
+    ------
+    UnreadableFileError, EmptyFileError, NotAudioError, CorruptAudioError, TruncatedAudioError,
+    TooShortError, TooLongError, SilentAudioError
+    """
+    import av  # heavy import kept out of ``import soundalike``
+
+    label, handle = _open_source(source, name)
+    try:
+        container = av.open(handle, mode="r", metadata_errors="ignore")
+    except av.error.FileNotFoundError as exc:
+        raise UnreadableFileError(label, "file not found") from exc
+    except av.error.PermissionError as exc:
+        raise UnreadableFileError(label, "permission denied") from exc
+    except (av.error.InvalidDataError, av.error.EOFError) as exc:
+        raise NotAudioError(label, "not a recognised audio file (no decoder understands it)") from exc
+    except av.error.FFmpegError as exc:
+        raise NotAudioError(label, f"cannot be opened as audio ({exc.strerror or exc})") from exc
+    except OSError as exc:
+        raise UnreadableFileError(label, exc.strerror or str(exc)) from exc
+
+    with container:
+        if not container.streams.audio:
+            raise NotAudioError(label, f"no audio stream in this {container.format.name} file")
+        stream = container.streams.audio[0]
+        declared = _declared_duration(container, stream)
+        if container.format.name == "wav":
+            # FFmpeg trims a WAV's length to the file size; the header says what was meant to be there.
+            declared = _wav_declared_duration(source) or declared
+        if declared is not None and declared > max_duration * 1.02:
+            raise TooLongError(
+                label, f"declares {declared / 60:.1f} min of audio, more than the {max_duration / 60:.0f} min limit"
+            )
+        samples = _decode_stream(container, stream, label, sample_rate, max_duration)
+        format_name = container.format.name
+
+    duration = len(samples) / sample_rate
+    if len(samples) == 0:
+        raise CorruptAudioError(label, "no audio could be decoded")
+    if (
+        declared is not None
+        and any(f in format_name.split(",") for f in _EXACT_LENGTH_FORMATS)
+        and declared - duration > max(1.0, 0.05 * declared)
+    ):
+        raise TruncatedAudioError(
+            label, f"truncated: the header declares {declared:.1f} s but only {duration:.1f} s decode"
+        )
+    if duration < min_duration:
+        raise TooShortError(label, f"only {duration:.2f} s of audio (at least {min_duration:g} s needed)")
+    if not np.all(np.isfinite(samples)):
+        raise CorruptAudioError(label, "decoded samples contain NaN or infinity")
+    samples -= samples.mean(dtype=np.float64)
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    if rms <= 10 ** (SILENCE_DBFS / 20):
+        level = 20 * np.log10(rms) if rms > 0 else float("-inf")
+        raise SilentAudioError(label, f"silent (level {level:.0f} dBFS, below {SILENCE_DBFS:.0f} dBFS)")
+    return Audio(samples=samples, sample_rate=sample_rate, source_format=format_name.split(",")[0])
+
+
+def _open_source(
+    source: str | os.PathLike[str] | bytes | BinaryIO, name: str | None
+) -> tuple[str, str | BinaryIO]:
+    """Check the source exists and is non-empty; return its label and what ``av.open`` takes."""
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise EmptyFileError(name or "<upload>", "empty (0 bytes)")
+        return name or "<upload>", io.BytesIO(source)
+    if hasattr(source, "read"):
+        return name or getattr(source, "name", "<upload>"), source  # type: ignore[return-value]
+    path = Path(source)  # type: ignore[arg-type]
+    label = name or str(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        raise UnreadableFileError(label, "file not found (or a broken link)") from exc
+    except OSError as exc:
+        raise UnreadableFileError(label, exc.strerror or str(exc)) from exc
+    if not path.is_file():
+        raise UnreadableFileError(label, "not a regular file")
+    if st.st_size == 0:
+        raise EmptyFileError(label, "empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise UnreadableFileError(label, "permission denied")
+    return label, str(path)
+
+
+def _declared_duration(container: Any, stream: Any) -> float | None:
+    """Duration in seconds that the container or stream header claims, if any."""
+    if getattr(stream, "duration", None) and getattr(stream, "time_base", None):
+        return float(stream.duration * stream.time_base)
+    if getattr(container, "duration", None):
+        return float(container.duration) / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def _wav_declared_duration(source: Any) -> float | None:
+    """Seconds of audio a RIFF/WAVE header declares in its ``data`` chunk, if readable."""
+    try:
+        if isinstance(source, bytes | bytearray):
+            head = bytes(source[:65536])
+        elif hasattr(source, "read"):
+            return None
+        else:
+            with open(source, "rb") as f:
+                head = f.read(65536)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt " and pos + 16 <= len(head):
+            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")
+        if chunk == b"data":
+            if byte_rate <= 0 or size in (0, 0xFFFFFFFF):
+                return None
+            return size / byte_rate
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _decode_stream(
+    container: object, stream: object, label: str, sample_rate: int, max_duration: float
+) -> np.ndarray:
+    """Demux, decode and resample to mono float32, stopping past ``max_duration``."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    limit = int(max_duration * sample_rate)
+    chunks: list[np.ndarray] = []
+    total = 0
+    packets = 0
+    bad = 0
+    last_error = ""
+
+    def take(frames: list) -> None:
+        nonlocal total
+        for out in frames:
+            chunk = out.to_ndarray().reshape(-1)
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise TooLongError(
+                label, f"decodes to more than {max_duration / 60:.0f} min of audio (the limit)"
+            )
+
+    try:
+        for packet in container.demux(stream):  # type: ignore[attr-defined]
+            packets += 1
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                bad += 1
+                last_error = str(exc)
+                if bad > max(_MAX_BAD_PACKETS_ABS, _MAX_BAD_PACKET_SHARE * packets):
+                    raise CorruptAudioError(
+                        label, f"corrupt: {bad} of {packets} packets fail to decode ({last_error})"
+                    ) from exc
+                continue
+            for frame in frames:
+                take(resampler.resample(frame))
+        take(resampler.resample(None))
+    except (TooLongError, CorruptAudioError):
+        raise
+    except av.error.FFmpegError as exc:
+        # A demuxer error part-way: keep what decoded if it is most of the file, else report it.
+        if total == 0:
+            raise CorruptAudioError(label, f"corrupt: {exc.strerror or exc}") from exc
+        log.warning("%s: stopped decoding at %.1f s: %s", label, total / sample_rate, exc)
+    if bad and total and bad > 0.5 * packets:
+        raise CorruptAudioError(label, f"corrupt: {bad} of {packets} packets fail to decode ({last_error})")
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read title, artist, album and genre with mutagen; missing or unreadable tags are left out."""
+    try:
+        import mutagen
+
+        meta = mutagen.File(str(path), easy=True)
+    except Exception as exc:  # mutagen raises many types for odd files; tags are optional
+        log.debug("%s: no tags (%s)", path, exc)
+        return {}
+    if meta is None or not getattr(meta, "tags", None):
+        return {}
+    tags: dict[str, str] = {}
+    for key in ("title", "artist", "album", "genre"):
+        try:
+            value = meta.tags.get(key)
+        except Exception:  # some tag containers raise on unknown keys
+            value = None
+        if value:
+            text = value[0] if isinstance(value, list) else value
+            text = str(text).strip()
+            if text:
+                tags[key] = text
+    return tags

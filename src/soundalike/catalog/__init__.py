@@ -1,0 +1,206 @@
+"""The catalog: every track soundalike knows, its tags, analysis status and feature vectors.
+
+One interface, :class:`Catalog`, with two implementations: :mod:`soundalike.catalog.sqlite` (the
+default, one file inside the library folder) and :mod:`soundalike.catalog.mongo` (when a
+``mongodb://`` URI is given). The catalog is also the feature cache: a file whose content hash and
+feature version are already known is never analysed twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+OK = "ok"
+FAILED = "failed"
+
+
+def display_path(path: str) -> str:
+    """A printable form of a file-system path (undecodable bytes shown as U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the catalog remembers of a file, enough to decide whether to analyse it again."""
+
+    path: str
+    size: int
+    mtime: float
+    content_hash: str
+    status: str
+    feature_version: int | None
+
+
+@dataclass(frozen=True)
+class Track:
+    """One catalog entry (an analysed or failed file). Vectors are fetched separately."""
+
+    id: int
+    path: str
+    content_hash: str
+    size: int
+    mtime: float
+    status: str
+    duration: float | None = None
+    title: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    genre: str | None = None
+    error: str | None = None
+    error_reason: str | None = None
+    feature_version: int | None = None
+    analysed_at: float | None = None
+
+    @property
+    def display_path(self) -> str:
+        return display_path(self.path)
+
+    @property
+    def name(self) -> str:
+        """The title if tagged, else the file name."""
+        return self.title or os.path.basename(self.display_path)
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """A track as the ingest driver writes it: file facts, tags, and either features or an error."""
+
+    path: str
+    content_hash: str
+    size: int
+    mtime: float
+    status: str
+    duration: float | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    error_reason: str | None = None
+    feature_version: int | None = None
+    vector: np.ndarray | None = None
+    segments: np.ndarray | None = None
+    segment_starts: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The segment vectors of one track."""
+
+    track_id: int
+    starts: np.ndarray  # shape=(n,), seconds
+    vectors: np.ndarray  # shape=(n, segment dim)
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    tracks: int
+    failed: int
+    stale: int
+    seconds: float
+    revision: int
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    """The storage interface every backend implements (see ``tests/catalog/test_contract.py``)."""
+
+    location: str
+
+    def file_states(self) -> dict[str, FileState]:
+        """Every known path with its size, mtime, hash, status and feature version."""
+        ...
+
+    def find_analysis(self, content_hash: str, feature_version: int) -> TrackRecord | None:
+        """An analysed record with this content (any path), to reuse its features."""
+        ...
+
+    def write(self, records: Sequence[TrackRecord]) -> None:
+        """Insert or replace these records (keyed by path) in one transaction."""
+        ...
+
+    def remove(self, paths: Iterable[str]) -> int:
+        """Drop these paths; returns how many were dropped."""
+        ...
+
+    def revision(self) -> int:
+        """A number that changes whenever the set of analysed vectors changes."""
+        ...
+
+    def stats(self, feature_version: int) -> CatalogStats: ...
+
+    def get(self, track_id: int) -> Track | None: ...
+
+    def get_by_path(self, path: str) -> Track | None: ...
+
+    def tracks(
+        self, *, status: str | None = OK, query: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> list[Track]:
+        """Tracks ordered by id; ``query`` matches title, artist, album, genre or path."""
+        ...
+
+    def count(self, *, status: str | None = OK, query: str | None = None) -> int: ...
+
+    def iter_vectors(
+        self, feature_version: int, *, chunk: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(track_ids [shape=(n,)], vectors [shape=(n, dim)])`` chunks of analysed tracks, by id."""
+        ...
+
+    def iter_segments(self, feature_version: int, *, chunk: int = 1024) -> Iterator[list[Segments]]:
+        """Yield lists of :class:`Segments` of analysed tracks, by track id."""
+        ...
+
+    def vectors(self, track_ids: Sequence[int]) -> np.ndarray:
+        """Raw vectors of these tracks, in the given order."""
+        ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def check(self) -> list[str]:
+        """Integrity problems found (empty when the catalog is sound)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def default_catalog_path(library: str | os.PathLike[str]) -> Path:
+    return Path(library) / "catalog.sqlite"
+
+
+def open_catalog(library: str | os.PathLike[str], uri: str | None = None, *, create: bool = True) -> Catalog:
+    """Open the catalog of a library folder: SQLite inside it, or MongoDB when ``uri`` says so.
+
+    Raises
+    ------
+    CatalogError
+        When the catalog cannot be opened (or does not exist and ``create`` is false).
+    """
+    if uri and uri.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+        from soundalike.catalog.mongo import MongoCatalog
+
+        return MongoCatalog(uri)
+    from soundalike.catalog.sqlite import SQLiteCatalog
+
+    path = Path(uri) if uri else default_catalog_path(library)
+    return SQLiteCatalog(path, create=create)
+
+
+__all__ = [
+    "FAILED",
+    "OK",
+    "Catalog",
+    "CatalogStats",
+    "FileState",
+    "Segments",
+    "Track",
+    "TrackRecord",
+    "default_catalog_path",
+    "display_path",
+    "open_catalog",
+]

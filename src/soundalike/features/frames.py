@@ -1,0 +1,139 @@
+"""The shared time-frequency representation every feature family reads.
+
+One STFT per track: the power spectrogram, its mel and MFCC projections, chroma, per-band onset
+strength and frame loudness are computed here once, so that no family repeats the expensive work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+
+N_FFT = 2048
+HOP = 512
+N_MELS = 64
+N_MFCC = 20
+TOP_DB = 60.0  # floor: detail more than 60 dB below the peak is mostly noise floor and encoder artefacts
+# Mel-band ranges (indices into the N_MELS bands) whose onsets describe the rhythm of the low
+# (kick, bass), middle (snare, chords) and high (hats, cymbals) parts of a mix.
+ONSET_BANDS = ((0, 10), (10, 36), (36, N_MELS))
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Frame-level views of one signal, all at ``HOP`` samples per frame.
+
+    Attributes
+    ----------
+    sample_rate : int
+    power : np.ndarray [shape=(1 + N_FFT // 2, t)]
+        Power spectrogram.
+    log_mel : np.ndarray [shape=(N_MELS, t)]
+        Mel power in dB, floored ``TOP_DB`` below the track's peak.
+    mfcc : np.ndarray [shape=(N_MFCC, t)]
+    chroma : np.ndarray [shape=(12, t)]
+        Pitch-class energy, each frame scaled to a maximum of 1.
+    onset : np.ndarray [shape=(t,)]
+        Onset strength (positive spectral flux of ``log_mel``), mean over bands.
+    band_onsets : np.ndarray [shape=(len(ONSET_BANDS), t)]
+    rms_db : np.ndarray [shape=(t,)]
+        Frame loudness in dBFS.
+    """
+
+    sample_rate: int
+    power: np.ndarray
+    log_mel: np.ndarray
+    mfcc: np.ndarray
+    chroma: np.ndarray
+    onset: np.ndarray
+    band_onsets: np.ndarray
+    rms_db: np.ndarray
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second."""
+        return self.sample_rate / HOP
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.log_mel.shape[1])
+
+
+@lru_cache(maxsize=4)
+def _window(n_fft: int) -> np.ndarray:
+    return np.hanning(n_fft + 1)[:-1].astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _mel_basis(sample_rate: int) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=N_MELS, fmin=30.0, fmax=sample_rate / 2)
+
+
+@lru_cache(maxsize=4)
+def _chroma_basis(sample_rate: int) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.chroma(sr=sample_rate, n_fft=N_FFT)
+
+
+def power_spectrogram(y: np.ndarray) -> np.ndarray:
+    """Power spectrogram of ``y`` with a Hann window, frames centred (zero padded).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+
+    Returns
+    -------
+    np.ndarray [shape=(1 + N_FFT // 2, t), dtype=float32], t = 1 + n // HOP
+    """
+    padded = np.pad(y.astype(np.float32, copy=False), N_FFT // 2)
+    n_frames = 1 + (len(padded) - N_FFT) // HOP
+    framed = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n_frames]
+    spec = scipy.fft.rfft(framed * _window(N_FFT), axis=1, workers=1)
+    power = spec.real**2 + spec.imag**2
+    return np.ascontiguousarray(power.T, dtype=np.float32)
+
+
+def compute_frames(y: np.ndarray, *, sample_rate: int) -> Frames:
+    """Compute every frame-level representation of ``y`` from one STFT.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal.
+    sample_rate : int
+
+    Returns
+    -------
+    Frames
+    """
+    power = power_spectrogram(y)
+    mel = _mel_basis(sample_rate) @ power
+    log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    log_mel = np.maximum(log_mel, log_mel.max() - TOP_DB).astype(np.float32)
+    mfcc = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=0)[:N_MFCC].astype(np.float32)
+    chroma = _chroma_basis(sample_rate) @ power
+    chroma /= np.maximum(chroma.max(axis=0, keepdims=True), 1e-10)
+    flux = np.maximum(0.0, np.diff(log_mel, axis=1, prepend=log_mel[:, :1]))
+    band_onsets = np.stack([flux[lo:hi].mean(axis=0) for lo, hi in ONSET_BANDS])
+    onset = flux.mean(axis=0)
+    # Parseval: frame energy from the spectrum, so loudness needs no second pass over the samples.
+    # The one-sided spectrum holds half the energy; dividing by the window's energy undoes the taper.
+    energy = 2.0 * power.sum(axis=0) / (N_FFT * float(np.square(_window(N_FFT)).sum()))
+    rms_db = 10.0 * np.log10(np.maximum(energy, 1e-10))
+    return Frames(
+        sample_rate=sample_rate,
+        power=power,
+        log_mel=log_mel,
+        mfcc=mfcc,
+        chroma=chroma.astype(np.float32),
+        onset=onset.astype(np.float32),
+        band_onsets=band_onsets.astype(np.float32),
+        rms_db=rms_db.astype(np.float32),
+    )

@@ -1,0 +1,360 @@
+"""A library's search index on disk: normalised vectors, two ANN indexes and a manifest.
+
+Layout inside the library folder::
+
+    index.json                  {"current": "index-<revision>-<stamp>"}  (replaced atomically)
+    indexes/index-<rev>-<stamp>/
+        manifest.json           backend, metric, dims, feature version, counts, catalog revision, params
+        normaliser.npz          standardisation statistics and family weights (tracks and segments)
+        ids.npy                 catalog track id of each row
+        vectors.npy             normalised track vectors, one row per track (memory-mapped on load)
+        seg_vectors.npy         normalised segment vectors, grouped by track
+        seg_rows.npy            the track row of each segment
+        seg_starts.npy          segment start times in seconds
+        seg_offsets.npy         segments of track row i are seg_offsets[i]:seg_offsets[i + 1]
+        tracks/  segments/      the backend's own files
+
+A new index is written to a fresh folder and then published by replacing ``index.json``, so a reader
+(the web app) always sees either the old or the new index whole. Loading checks the manifest against
+the code and the catalog and says which side differs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soundalike.catalog import Catalog
+from soundalike.errors import EmptyLibraryError, IndexMismatchError
+from soundalike.features import FEATURE_VERSION, segment_layout, track_layout
+from soundalike.features.normalise import Normaliser
+from soundalike.index import VectorIndex, build_index, load_index
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+POINTER = "index.json"
+INDEXES = "indexes"
+BACKENDS = ("scann", "annoy", "exact")
+
+
+@dataclass
+class LibraryIndex:
+    """A loaded index: what :mod:`soundalike.recommend` searches.
+
+    Attributes
+    ----------
+    manifest : dict
+    track_norm, segment_norm : Normaliser
+    ids : np.ndarray [shape=(n,), dtype=int64]
+    vectors : np.ndarray [shape=(n, dim), dtype=float32]
+    seg_vectors : np.ndarray [shape=(m, seg_dim), dtype=float32]
+    seg_rows, seg_starts, seg_offsets : np.ndarray
+    tracks, segments : VectorIndex
+    """
+
+    directory: Path
+    manifest: dict[str, Any]
+    track_norm: Normaliser
+    segment_norm: Normaliser
+    ids: np.ndarray
+    vectors: np.ndarray
+    seg_vectors: np.ndarray
+    seg_rows: np.ndarray
+    seg_starts: np.ndarray
+    seg_offsets: np.ndarray
+    tracks: VectorIndex
+    segments: VectorIndex
+
+    @property
+    def backend(self) -> str:
+        return str(self.manifest["backend"])
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def row_of(self, track_id: int) -> int | None:
+        """The row of a catalog track id, or None if it is not indexed."""
+        pos = int(np.searchsorted(self.ids, track_id))
+        return pos if pos < len(self.ids) and self.ids[pos] == track_id else None
+
+    def segments_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised segment vectors and start times of track row ``row``."""
+        lo, hi = int(self.seg_offsets[row]), int(self.seg_offsets[row + 1])
+        return self.seg_vectors[lo:hi], self.seg_starts[lo:hi]
+
+
+def _weights_key(weights: Mapping[str, float] | None) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted((weights or {}).items())}
+
+
+def current_dir(library: str | os.PathLike[str]) -> Path | None:
+    """The folder of the published index, or None."""
+    pointer = Path(library) / POINTER
+    try:
+        name = json.loads(pointer.read_text())["current"]
+    except (OSError, ValueError, KeyError):
+        return None
+    path = Path(library) / INDEXES / name
+    return path if path.is_dir() else None
+
+
+def read_manifest(library: str | os.PathLike[str]) -> dict[str, Any] | None:
+    directory = current_dir(library)
+    if directory is None:
+        return None
+    try:
+        return dict(json.loads((directory / "manifest.json").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def build(
+    library: str | os.PathLike[str],
+    catalog: Catalog,
+    *,
+    backend: str = "scann",
+    params: Mapping[str, Any] | None = None,
+    weights: Mapping[str, float] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LibraryIndex:
+    """Build the index of every analysed track in ``catalog`` and publish it in ``library``.
+
+    Parameters
+    ----------
+    library : path-like
+        The library folder.
+    catalog : Catalog
+    backend : {"scann", "annoy", "exact"}
+    params : dict, optional
+        Overrides of the backend's default parameters (for the track index).
+    weights : dict, optional
+        Family weights (default: all equal).
+    progress : callable, optional
+        Called with a short description of each step.
+
+    Raises
+    ------
+    EmptyLibraryError
+        When the catalog has no analysed track.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown index backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    revision = catalog.revision()
+    tl, sl = track_layout(), segment_layout()
+
+    say("reading vectors")
+    id_chunks: list[np.ndarray] = []
+    raw_chunks: list[np.ndarray] = []
+    for ids, vecs in catalog.iter_vectors(FEATURE_VERSION):
+        id_chunks.append(ids)
+        raw_chunks.append(vecs)
+    if not id_chunks:
+        raise EmptyLibraryError("no analysed tracks in the library yet: run `soundalike ingest PATH` first")
+    ids = np.concatenate(id_chunks)
+    track_norm = Normaliser.fit(raw_chunks, tl, weights or {})
+
+    library = Path(library)
+    (library / INDEXES).mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix=f"index-{revision}-", dir=library / INDEXES))
+    try:
+        vectors = np.lib.format.open_memmap(directory / "vectors.npy", mode="w+", dtype=np.float32, shape=(len(ids), tl.dim))
+        row = 0
+        for chunk in raw_chunks:
+            vectors[row : row + len(chunk)] = track_norm.transform(chunk)
+            row += len(chunk)
+        vectors.flush()
+        del raw_chunks
+
+        say("reading segments")
+        seg_raw: list[np.ndarray] = []
+        seg_rows: list[np.ndarray] = []
+        seg_starts: list[np.ndarray] = []
+        counts = np.zeros(len(ids), dtype=np.int64)
+        for batch in catalog.iter_segments(FEATURE_VERSION):
+            for s in batch:
+                r = int(np.searchsorted(ids, s.track_id))
+                if r >= len(ids) or ids[r] != s.track_id:
+                    continue  # analysed after the vectors were read; the next build takes it
+                seg_raw.append(s.vectors)
+                seg_rows.append(np.full(len(s.starts), r, dtype=np.int32))
+                seg_starts.append(s.starts)
+                counts[r] = len(s.starts)
+        seg_matrix = np.concatenate(seg_raw) if seg_raw else np.zeros((0, sl.dim), dtype=np.float32)
+        segment_norm = Normaliser.fit([seg_matrix], sl, {})
+        seg_vectors = segment_norm.transform(seg_matrix) if len(seg_matrix) else seg_matrix
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        np.save(directory / "ids.npy", ids)
+        np.save(directory / "seg_vectors.npy", seg_vectors)
+        np.save(directory / "seg_rows.npy", np.concatenate(seg_rows) if seg_rows else np.zeros(0, np.int32))
+        np.save(directory / "seg_starts.npy", np.concatenate(seg_starts) if seg_starts else np.zeros(0, np.float32))
+        np.save(directory / "seg_offsets.npy", offsets)
+        norm_arrays: dict[str, Any] = {f"track_{k}": v for k, v in track_norm.to_arrays().items()}
+        norm_arrays.update({f"segment_{k}": v for k, v in segment_norm.to_arrays().items()})
+        np.savez(directory / "normaliser.npz", **norm_arrays)
+
+        say(f"building the {backend} track index ({len(ids)} tracks)")
+        t0 = time.perf_counter()
+        track_index = build_index(backend, np.asarray(vectors), params=dict(params) if params else None)
+        (directory / "tracks").mkdir()
+        track_index.save(directory / "tracks")
+        track_seconds = time.perf_counter() - t0
+        say(f"building the {backend} segment index ({len(seg_vectors)} segments)")
+        t0 = time.perf_counter()
+        segment_index = build_index(backend, seg_vectors)
+        (directory / "segments").mkdir()
+        segment_index.save(directory / "segments")
+        segment_seconds = time.perf_counter() - t0
+
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "backend": backend,
+            "segment_backend": segment_index.backend,
+            "metric": "dot",
+            "dim": tl.dim,
+            "segment_dim": sl.dim,
+            "feature_version": FEATURE_VERSION,
+            "count": int(len(ids)),
+            "segment_count": int(len(seg_vectors)),
+            "catalog_revision": revision,
+            "catalog": catalog.location,
+            "params": track_index.params,
+            "segment_params": segment_index.params,
+            "weights": track_norm.weights,
+            "built_at": time.time(),
+            "build_seconds": {"tracks": track_seconds, "segments": segment_seconds, "total": time.perf_counter() - started},
+        }
+        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    _publish(library, directory)
+    return load(library, catalog=None)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _publish(library: Path, directory: Path) -> None:
+    """Point ``index.json`` at ``directory`` atomically, then remove all but the two newest."""
+    previous = current_dir(library)
+    tmp = library / f".{POINTER}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"current": directory.name}))
+    os.replace(tmp, library / POINTER)
+    keep = {directory.name} | ({previous.name} if previous else set())
+    for old in (library / INDEXES).iterdir():
+        if old.name not in keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load(
+    library: str | os.PathLike[str],
+    *,
+    catalog: Catalog | None = None,
+    backend: str | None = None,
+) -> LibraryIndex:
+    """Load the published index of ``library``.
+
+    Parameters
+    ----------
+    catalog : Catalog, optional
+        When given, the index must have been built from this catalog's current revision.
+    backend : str, optional
+        When given, the index must use this backend.
+
+    Raises
+    ------
+    IndexMismatchError
+        No index, or one built by other code, for another catalog revision or another backend; the
+        message names what was expected and what was found.
+    """
+    directory = current_dir(library)
+    if directory is None:
+        raise IndexMismatchError(f"{library}: no index built yet")
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise IndexMismatchError(f"{directory}: unreadable manifest ({exc})") from exc
+    tl, sl = track_layout(), segment_layout()
+    checks: list[tuple[str, object, object]] = [
+        ("index format", MANIFEST_FORMAT, manifest.get("format")),
+        ("feature version", FEATURE_VERSION, manifest.get("feature_version")),
+        ("dimension", tl.dim, manifest.get("dim")),
+        ("segment dimension", sl.dim, manifest.get("segment_dim")),
+    ]
+    if catalog is not None:
+        checks.append(("catalog revision", catalog.revision(), manifest.get("catalog_revision")))
+    if backend is not None:
+        checks.append(("backend", backend, manifest.get("backend")))
+    for what, expected, found in checks:
+        if expected != found:
+            raise IndexMismatchError(f"{directory}: {what} mismatch: expected {expected}, found {found}")
+    arrays = np.load(directory / "normaliser.npz")
+    track_norm = Normaliser.from_arrays({k[6:]: arrays[k] for k in arrays.files if k.startswith("track_")}, tl)
+    segment_norm = Normaliser.from_arrays({k[8:]: arrays[k] for k in arrays.files if k.startswith("segment_")}, sl)
+    vectors = np.load(directory / "vectors.npy", mmap_mode="r")
+    seg_vectors = np.load(directory / "seg_vectors.npy", mmap_mode="r")
+    if vectors.shape != (manifest["count"], manifest["dim"]):
+        raise IndexMismatchError(
+            f"{directory}: vectors shape mismatch: expected {(manifest['count'], manifest['dim'])}, found {vectors.shape}"
+        )
+    tracks = load_index(manifest["backend"], directory / "tracks", vectors, manifest["params"])
+    segments = load_index(manifest["segment_backend"], directory / "segments", seg_vectors, manifest["segment_params"])
+    return LibraryIndex(
+        directory=directory,
+        manifest=manifest,
+        track_norm=track_norm,
+        segment_norm=segment_norm,
+        ids=np.load(directory / "ids.npy"),
+        vectors=vectors,
+        seg_vectors=seg_vectors,
+        seg_rows=np.load(directory / "seg_rows.npy"),
+        seg_starts=np.load(directory / "seg_starts.npy"),
+        seg_offsets=np.load(directory / "seg_offsets.npy"),
+        tracks=tracks,
+        segments=segments,
+    )
+
+
+def ensure(
+    library: str | os.PathLike[str],
+    catalog: Catalog,
+    *,
+    backend: str = "scann",
+    params: Mapping[str, Any] | None = None,
+    weights: Mapping[str, float] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[LibraryIndex, bool]:
+    """Load the index if it matches the catalog and settings, else rebuild it.
+
+    Returns
+    -------
+    index : LibraryIndex
+    rebuilt : bool
+    """
+    try:
+        index = load(library, catalog=catalog, backend=backend)
+    except IndexMismatchError as exc:
+        log.info("rebuilding the index: %s", exc)
+    else:
+        stored = _weights_key(index.manifest.get("weights"))
+        wanted = _weights_key({f: (weights or {}).get(f, 1.0) for f in track_layout().families})
+        if stored == wanted and (params is None or all(index.manifest["params"].get(k) == v for k, v in params.items())):
+            return index, False
+    return build(library, catalog, backend=backend, params=params, weights=weights, progress=progress), True

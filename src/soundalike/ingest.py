@@ -1,0 +1,429 @@
+"""Ingest: find audio files, analyse the new and changed ones in parallel, write them to the catalog.
+
+The per-file worker :func:`analyse_file` is a top-level, picklable function that never raises for a
+bad file: it returns a :class:`~soundalike.catalog.TrackRecord` that is either analysed or failed with
+a reason. Only the driver (:func:`ingest`) writes to the catalog, in batches, each in one transaction,
+so an ingest killed at any moment loses at most the batch in flight and never leaves a half-written
+track; the next run skips what was written and finishes the rest.
+
+Work runs on a :class:`Runner`: local processes by default (:class:`ProcessRunner`), or a Dask cluster
+(:mod:`soundalike.distributed`). The importer knows nothing of the terminal: progress goes to a
+callback.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from soundalike.catalog import FAILED, OK, Catalog, FileState, TrackRecord
+from soundalike.errors import AudioError
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".wave", ".m4a", ".m4b", ".mp4", ".aac",
+        ".aif", ".aiff", ".aifc", ".wma", ".wv", ".ape", ".mka", ".webm", ".mpc", ".alac", ".caf",
+        ".au", ".snd", ".spx", ".tta", ".dsf", ".mp2",
+    }
+)  # fmt: skip
+"""Extensions picked up when walking a folder; a file named explicitly is tried whatever its name."""
+
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What the worker needs to know; small and picklable."""
+
+    max_duration: float = 1800.0
+    min_duration: float = 1.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file found by the walk, with what ``stat`` said of it (or why it could not be read)."""
+
+    path: str
+    size: int
+    mtime: float
+    error: str | None = None
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did."""
+
+    found: int = 0
+    analysed: int = 0
+    unchanged: int = 0
+    reused: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    pruned: int = 0
+    seconds: float = 0.0
+    audio_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Files analysed per second."""
+        return self.analysed / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressCallback = Callable[[str, int, int], None]
+"""``progress(event, done, total)``: event is ``"start"``, ``"file"`` or ``"done"``."""
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """BLAKE2b-128 of the file's bytes: the catalog's key for 'the same recording'."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def analyse_file(candidate: Candidate, options: AnalysisOptions) -> TrackRecord:
+    """Hash, decode and analyse one file; never raises for a bad file.
+
+    Parameters
+    ----------
+    candidate : Candidate
+    options : AnalysisOptions
+
+    Returns
+    -------
+    TrackRecord
+        ``status == "ok"`` with vectors, or ``status == "failed"`` with ``error`` and ``error_reason``.
+    """
+    from soundalike.audio import decode, read_tags
+    from soundalike.features import FEATURE_VERSION, extract
+
+    path = candidate.path
+
+    def failed(reason: str, message: str, digest: str = "") -> TrackRecord:
+        return TrackRecord(
+            path=path,
+            content_hash=digest,
+            size=candidate.size,
+            mtime=candidate.mtime,
+            status=FAILED,
+            error=message,
+            error_reason=reason,
+            feature_version=FEATURE_VERSION,
+        )
+
+    if candidate.error:
+        return failed("unreadable", candidate.error)
+    try:
+        digest = content_hash(path)
+    except OSError as exc:
+        return failed("unreadable", f"cannot read: {exc.strerror or exc}")
+    try:
+        audio = decode(path, max_duration=options.max_duration, min_duration=options.min_duration)
+        analysis = extract(audio.samples, sample_rate=audio.sample_rate)
+    except AudioError as exc:
+        return failed(exc.reason, exc.detail, digest)
+    except MemoryError:
+        return failed("too-large", "ran out of memory while analysing", digest)
+    except Exception as exc:  # one odd file must not stop a batch of thousands
+        log.exception("%s: unexpected failure", path)
+        return failed("internal", f"analysis failed unexpectedly: {type(exc).__name__}: {exc}", digest)
+    return TrackRecord(
+        path=path,
+        content_hash=digest,
+        size=candidate.size,
+        mtime=candidate.mtime,
+        status=OK,
+        duration=analysis.duration,
+        tags=read_tags(path),
+        feature_version=FEATURE_VERSION,
+        vector=analysis.vector,
+        segments=analysis.segments,
+        segment_starts=analysis.segment_starts,
+    )
+
+
+# -- finding files ---------------------------------------------------------------------------
+
+
+def _stat(path: str) -> Candidate:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return Candidate(path, 0, 0.0, error="file not found (or a broken link)")
+    except OSError as exc:
+        return Candidate(path, 0, 0.0, error=f"cannot stat: {exc.strerror or exc}")
+    return Candidate(path, st.st_size, st.st_mtime)
+
+
+def walk(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Candidate]:
+    """Audio files under ``paths`` (files named directly are always included), absolute, sorted.
+
+    Hidden files and folders (names starting with a dot) are skipped; folder links are not followed
+    (no loops), file links are.
+    """
+    for root in paths:
+        root_s = os.path.abspath(os.fspath(root))
+        if not os.path.isdir(root_s):
+            yield _stat(root_s)
+            continue
+        for folder, dirs, files in os.walk(root_s):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith(".") or os.path.splitext(name)[1].lower() not in AUDIO_EXTENSIONS:
+                    continue
+                yield _stat(os.path.join(folder, name))
+
+
+def read_list(list_file: str | os.PathLike[str]) -> list[str]:
+    """Paths from a text file, one per line (blank lines and ``#`` comments ignored)."""
+    base = Path(list_file).resolve().parent
+    out = []
+    for line in Path(list_file).read_text(encoding="utf-8", errors="surrogateescape").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(str(base / line) if not os.path.isabs(line) else line)
+    return out
+
+
+# -- running work ----------------------------------------------------------------------------
+
+
+class Runner(Protocol):
+    """Runs :func:`analyse_file` on many candidates and yields records as they finish."""
+
+    def run(self, candidates: Sequence[Candidate], options: AnalysisOptions) -> Iterator[TrackRecord]: ...
+
+
+class SerialRunner:
+    """Everything in this process (for one worker, tests and debugging)."""
+
+    def run(self, candidates: Sequence[Candidate], options: AnalysisOptions) -> Iterator[TrackRecord]:
+        for c in candidates:
+            yield analyse_file(c, options)
+
+
+class ProcessRunner:
+    """Local worker processes, at most ``4 × workers`` files in flight.
+
+    A file that crashes its worker process (a decoder bug, say) breaks the pool; the files that were
+    in flight are then retried one at a time in fresh processes, and the one that crashes again is
+    recorded as failed instead of stopping the run.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+
+    def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def run(self, candidates: Sequence[Candidate], options: AnalysisOptions) -> Iterator[TrackRecord]:
+        queue = list(reversed(candidates))
+        suspects: list[Candidate] = []
+        pool = self._pool(self.workers)
+        in_flight: dict[cf.Future[TrackRecord], Candidate] = {}
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < 4 * self.workers:
+                    c = queue.pop()
+                    in_flight[pool.submit(analyse_file, c, options)] = c
+                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                broken = False
+                for fut in done:
+                    c = in_flight.pop(fut)
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        suspects.append(c)
+                        broken = True
+                if broken:
+                    suspects.extend(in_flight.values())
+                    in_flight.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    log.warning("a worker process died; retrying %d files one at a time", len(suspects))
+                    yield from self._isolate(suspects, options)
+                    suspects = []
+                    pool = self._pool(self.workers)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _isolate(self, suspects: list[Candidate], options: AnalysisOptions) -> Iterator[TrackRecord]:
+        for c in suspects:
+            with self._pool(1) as solo:
+                try:
+                    yield solo.submit(analyse_file, c, options).result()
+                except BrokenProcessPool:
+                    yield TrackRecord(
+                        path=c.path,
+                        content_hash="",
+                        size=c.size,
+                        mtime=c.mtime,
+                        status=FAILED,
+                        error="the analyser process crashed on this file (twice)",
+                        error_reason="crash",
+                    )
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+
+def _unchanged(state: FileState | None, c: Candidate, feature_version: int, retry_failed: bool) -> bool:
+    if state is None:
+        return False
+    if c.error:  # still unreadable (a broken link, say): already recorded as failed
+        return state.status == FAILED and not retry_failed
+    same_file = state.size == c.size and abs(state.mtime - c.mtime) < 1e-3
+    if not same_file:
+        return False
+    if state.status == OK:
+        return state.feature_version == feature_version
+    return not retry_failed
+
+
+def ingest(
+    paths: Iterable[str | os.PathLike[str]],
+    catalog: Catalog,
+    *,
+    runner: Runner | None = None,
+    options: AnalysisOptions | None = None,
+    batch_size: int = 32,
+    prune: bool = False,
+    retry_failed: bool = False,
+    progress: ProgressCallback | None = None,
+) -> IngestSummary:
+    """Bring the catalog up to date with the audio files under ``paths``.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Folders (walked for audio files) and files.
+    catalog : Catalog
+    runner : Runner, optional
+        Where analysis runs; default :class:`SerialRunner`.
+    options : AnalysisOptions, optional
+    batch_size : int
+        Records written per transaction.
+    prune : bool
+        Drop catalog entries under ``paths`` whose files no longer exist.
+    retry_failed : bool
+        Analyse again files that failed before even if they did not change.
+    progress : callable, optional
+        ``progress(event, done, total)``.
+
+    Returns
+    -------
+    IngestSummary
+    """
+    from soundalike.features import FEATURE_VERSION
+
+    started = time.perf_counter()
+    options = options or AnalysisOptions()
+    runner = runner or SerialRunner()
+    roots = [os.path.abspath(os.fspath(p)) for p in paths]
+    summary = IngestSummary()
+    states = catalog.file_states()
+    seen: set[str] = set()
+    todo: list[Candidate] = []
+    for c in walk(roots):
+        if c.path in seen:
+            continue
+        seen.add(c.path)
+        summary.found += 1
+        if _unchanged(states.get(c.path), c, FEATURE_VERSION, retry_failed):
+            summary.unchanged += 1
+        else:
+            todo.append(c)
+
+    if prune:
+        gone = [p for p in states if p not in seen and _under(p, roots) and not os.path.exists(p)]
+        summary.pruned = catalog.remove(gone)
+
+    # A file whose content is already analysed (moved, renamed or copied) reuses those features.
+    pending: list[TrackRecord] = []
+    to_analyse: list[Candidate] = []
+    if states:
+        for c in todo:
+            cached = _cached(catalog, c, FEATURE_VERSION)
+            if cached is not None:
+                pending.append(cached)
+                summary.reused += 1
+            else:
+                to_analyse.append(c)
+    else:
+        to_analyse = todo
+
+    total = len(todo)
+    done = len(pending)
+    if progress:
+        progress("start", done, total)
+    last_write = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_write
+        catalog.write(pending)
+        pending.clear()
+        last_write = time.monotonic()
+
+    for record in runner.run(to_analyse, options):
+        pending.append(record)
+        done += 1
+        if record.status == OK:
+            summary.analysed += 1
+            summary.audio_seconds += record.duration or 0.0
+        else:
+            summary.failed.append((record.path, record.error or "failed"))
+            log.info("%s: %s", record.path, record.error)
+        if len(pending) >= batch_size or time.monotonic() - last_write > 5.0:
+            flush()
+        if progress:
+            progress("file", done, total)
+    flush()
+    summary.seconds = time.perf_counter() - started
+    if progress:
+        progress("done", done, total)
+    return summary
+
+
+def _tags(path: str) -> dict[str, str]:
+    from soundalike.audio import read_tags
+
+    return read_tags(path)
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _cached(catalog: Catalog, c: Candidate, feature_version: int) -> TrackRecord | None:
+    if c.error:
+        return None
+    try:
+        digest = content_hash(c.path)
+    except OSError:
+        return None
+    found = catalog.find_analysis(digest, feature_version)
+    if found is None:
+        return None
+    return TrackRecord(
+        path=c.path,
+        content_hash=digest,
+        size=c.size,
+        mtime=c.mtime,
+        status=OK,
+        duration=found.duration,
+        tags=_tags(c.path),
+        feature_version=feature_version,
+        vector=found.vector,
+        segments=found.segments,
+        segment_starts=found.segment_starts,
+    )

@@ -1,0 +1,138 @@
+"""Settings: one frozen dataclass, layered defaults < TOML file < ``SOUNDALIKE_*`` environment < CLI.
+
+The TOML file is ``--config FILE`` when given, else ``soundalike.toml`` inside the library folder if
+it exists. Keys are the field names below, e.g.::
+
+    index = "annoy"
+    workers = 4
+    max_duration = 3600
+    [weights]
+    rhythm = 2.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soundalike.errors import ConfigError
+
+FAMILIES = ("timbre", "spectral", "rhythm", "harmony", "loudness")
+INDEX_BACKENDS = ("scann", "annoy", "exact")
+
+
+def _default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with its default."""
+
+    library: Path = Path("soundalike-library")
+    catalog: str | None = None
+    """Catalog URI: a SQLite file path, or ``mongodb://HOST/DB``; default ``LIBRARY/catalog.sqlite``."""
+    index: str = "scann"
+    workers: int = field(default_factory=_default_workers)
+    batch_size: int = 32
+    max_duration: float = 1800.0
+    min_duration: float = 1.0
+    weights: Mapping[str, float] = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
+    k: int = 10
+    max_upload_mb: float = 50.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def __post_init__(self) -> None:
+        if self.index not in INDEX_BACKENDS:
+            raise ConfigError(f"index: unknown backend {self.index!r}; expected one of {', '.join(INDEX_BACKENDS)}")
+        if self.workers < 1:
+            raise ConfigError(f"workers: must be at least 1, got {self.workers}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be at least 1, got {self.batch_size}")
+        if not 0 < self.min_duration < self.max_duration:
+            raise ConfigError(
+                f"durations: need 0 < min_duration < max_duration, got {self.min_duration} and {self.max_duration}"
+            )
+        unknown = set(self.weights) - set(FAMILIES)
+        if unknown:
+            raise ConfigError(f"weights: unknown families {sorted(unknown)}; expected {', '.join(FAMILIES)}")
+        if any(w < 0 for w in self.weights.values()) or not any(w > 0 for w in self.weights.values()):
+            raise ConfigError("weights: must be non-negative with at least one above zero")
+
+    @property
+    def family_weights(self) -> dict[str, float]:
+        return {f: float(self.weights.get(f, 1.0)) for f in FAMILIES}
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a TOML, environment or CLI value into the field's type."""
+    try:
+        if name == "library":
+            return Path(value)
+        if name in {"workers", "batch_size", "k", "port"}:
+            return int(value)
+        if name in {"max_duration", "min_duration", "max_upload_mb"}:
+            return float(value)
+        if name == "weights":
+            if isinstance(value, str):
+                pairs = (p.split("=", 1) for p in value.split(",") if p.strip())
+                return {k.strip(): float(v) for k, v in pairs}
+            return {str(k): float(v) for k, v in dict(value).items()}
+        return None if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: cannot use {value!r} ({exc})") from exc
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Combine the layers into one :class:`Settings`.
+
+    Parameters
+    ----------
+    overrides : mapping, optional
+        Values from the command line; ``None`` values are ignored.
+    config_file : path-like, optional
+        A TOML file; when absent, ``LIBRARY/soundalike.toml`` is read if present.
+    environ : mapping, optional
+        Defaults to ``os.environ``.
+
+    Raises
+    ------
+    ConfigError
+    """
+    env = os.environ if environ is None else environ
+    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    env_values = {
+        name: env[f"SOUNDALIKE_{name.upper()}"] for name in _FIELDS if f"SOUNDALIKE_{name.upper()}" in env
+    }
+    library = cli.get("library") or env_values.get("library") or Settings.library
+    path = Path(config_file) if config_file else Path(library) / "soundalike.toml"
+    file_values: dict[str, Any] = {}
+    if config_file or path.is_file():
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the settings file ({exc.strerror})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        unknown = set(file_values) - set(_FIELDS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
+    merged: dict[str, Any] = {}
+    for layer in (file_values, env_values, cli):
+        for name, value in layer.items():
+            merged[name] = _coerce(name, value)
+    return Settings(**merged)

@@ -1,0 +1,67 @@
+"""Shared fixtures: a seeded rng, and synthesised libraries with known ground truth."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundalike import synth
+from soundalike.catalog.sqlite import SQLiteCatalog
+from soundalike.index import bundle
+from soundalike.index.bundle import LibraryIndex
+from soundalike.ingest import IngestSummary, ProcessRunner, ingest
+from soundalike.recommend import Recommender
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # keep ScaNN's C++ log lines out of test output
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261122)
+
+
+@dataclass
+class Library:
+    """A synthesised music folder ingested into a catalog."""
+
+    folder: Path
+    music: Path
+    tracks: list[tuple[Path, synth.TrackSpec]]
+    catalog: SQLiteCatalog
+    summary: IngestSummary
+
+    def spec_of(self, path: str) -> synth.TrackSpec:
+        return {str(p): s for p, s in self.tracks}[path]
+
+
+SYNTH_DURATION = 20.0
+
+
+@pytest.fixture(scope="session")
+def synth_library(tmp_path_factory: pytest.TempPathFactory) -> Library:
+    """40 tracks (4 instruments × 5 grooves × 2 keys, 20 s each) as MP3/OGG/FLAC/WAV, ingested."""
+    music = tmp_path_factory.mktemp("music")
+    written = synth.write_library(music, synth.library_specs(keys=("C", "A"), duration=SYNTH_DURATION))
+    folder = tmp_path_factory.mktemp("library")
+    catalog = SQLiteCatalog(folder / "catalog.sqlite")
+    summary = ingest([music], catalog, runner=ProcessRunner(2))
+    return Library(folder=folder, music=music, tracks=written, catalog=catalog, summary=summary)
+
+
+@pytest.fixture(scope="session")
+def indexes(synth_library: Library, tmp_path_factory: pytest.TempPathFactory) -> dict[str, LibraryIndex]:
+    """The synthetic library indexed by every backend (each in its own folder)."""
+    out = {}
+    for backend in ("exact", "scann", "annoy"):
+        out[backend] = bundle.build(tmp_path_factory.mktemp(f"index-{backend}"), synth_library.catalog, backend=backend)
+    return out
+
+
+@pytest.fixture(scope="session")
+def recommender(synth_library: Library, indexes: dict[str, LibraryIndex]) -> Recommender:
+    """The exact-search recommender over the synthetic library (the reference)."""
+    return Recommender(synth_library.catalog, indexes["exact"])
