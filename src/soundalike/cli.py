@@ -404,5 +404,14 @@ def check(ctx: click.Context) -> None:
     click.echo(f"ok: {s.tracks} tracks, {s.failed} failures, revision {s.revision}")
 
 
+# -- web app (issue 3) -------------------------------------------------------------------------
+
+
+# -- tuning and evaluation (issue 4) ----------------------------------------------------------
+
+
+# -- distributed ingest and MongoDB catalog (issue 5) -----------------------------------------
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
