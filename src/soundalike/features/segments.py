@@ -64,10 +64,9 @@ def segment_vectors(
     fr = frames.frame_rate
     t = frames.n_frames
     width = min(t, max(1, int(round(window_s * fr))))
-    step = max(1, int(round(hop_s * fr)))
-    starts = np.arange(0, t - width + 1, step)
-    if len(starts) == 0:
-        starts = np.array([0])
+    # Window starts on an exact grid of seconds (rounding a step in frames would drift).
+    n_windows = 1 + int(np.floor((t - width) / (hop_s * fr) + 1e-6))
+    starts = np.minimum(np.round(np.arange(max(1, n_windows)) * hop_s * fr).astype(int), t - width)
     mfcc_mean, mfcc_std = _window_stats(frames.mfcc, starts, width)
     mel_mean, _ = _window_stats(pool_rows(frames.log_mel, N_MEL_POOLED), starts, width)
     chroma_mean, _ = _window_stats(frames.chroma, starts, width)
