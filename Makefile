@@ -34,5 +34,9 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick
 
+## stress: the long fault-injection and load tests (minutes)
+stress: $(STAMP)
+	$(PY) -m pytest -m stress -p no:cacheprovider -o addopts="--import-mode=importlib -ra"
+
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache test-artifacts
