@@ -9,6 +9,7 @@ exhaust memory.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -43,6 +44,8 @@ _EXACT_LENGTH_FORMATS = ("wav", "flac", "aiff", "w64", "caf", "mov", "mp4", "m4a
 # Bad packets tolerated before a file counts as corrupt (real MP3s often carry one broken frame).
 _MAX_BAD_PACKET_SHARE = 0.05
 _MAX_BAD_PACKETS_ABS = 8
+# Input samples gathered before each resampler call (about 1.5 s at 44.1 kHz).
+_RESAMPLE_BLOCK = 65536
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,11 @@ def _decode_stream(
     import av
 
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    # Decoded frames are gathered in a FIFO and resampled in large blocks: one resampler call per
+    # codec frame (1,152 samples for MP3) costs more in Python than the conversion itself. The
+    # resampler is stateful, so the samples it returns do not depend on how its input is cut.
+    fifo = av.AudioFifo()
+    shape: tuple[object, ...] | None = None
     limit = int(max_duration * sample_rate)
     chunks: list[np.ndarray] = []
     total = 0
@@ -243,6 +251,23 @@ def _decode_stream(
                 label, f"decodes to more than {max_duration / 60:.0f} min of audio (the limit)"
             )
 
+    def drain() -> None:
+        if fifo.samples:
+            take(resampler.resample(fifo.read()))
+
+    def push(frame: Any) -> None:
+        nonlocal shape
+        here = (frame.format.name, frame.layout.name, frame.sample_rate)
+        shape = shape or here
+        if here != shape:  # a stream that changes format: the resampler judges it, frame by frame
+            drain()
+            take(resampler.resample(frame))
+            return
+        frame.pts = None  # the FIFO would insist on gapless timestamps; only the samples matter
+        fifo.write(frame)
+        if fifo.samples >= _RESAMPLE_BLOCK:
+            drain()
+
     try:
         for packet in container.demux(stream):  # type: ignore[attr-defined]
             packets += 1
@@ -257,12 +282,15 @@ def _decode_stream(
                     ) from exc
                 continue
             for frame in frames:
-                take(resampler.resample(frame))
+                push(frame)
+        drain()
         take(resampler.resample(None))
     except (TooLongError, CorruptAudioError):
         raise
     except av.error.FFmpegError as exc:
         # A demuxer error part-way: keep what decoded if it is most of the file, else report it.
+        with contextlib.suppress(av.error.FFmpegError):
+            drain()  # what decoded before the error is still in the FIFO
         if total == 0:
             raise CorruptAudioError(label, f"corrupt: {exc.strerror or exc}") from exc
         log.warning("%s: stopped decoding at %.1f s: %s", label, total / sample_rate, exc)
@@ -273,14 +301,18 @@ def _decode_stream(
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
-def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read title, artist, album and genre with mutagen; missing or unreadable tags are left out."""
+def read_tags(path: str | os.PathLike[str] | BinaryIO) -> dict[str, str]:
+    """Read title, artist, album and genre with mutagen; missing or unreadable tags are left out.
+
+    ``path`` may also be a binary file object (a ``BytesIO`` of a file's bytes); give it a ``name``
+    attribute so that mutagen weighs the extension as it does for a path.
+    """
     try:
         import mutagen
 
-        meta = mutagen.File(str(path), easy=True)
+        meta = mutagen.File(path if hasattr(path, "read") else str(path), easy=True)
     except Exception as exc:  # mutagen raises many types for odd files; tags are optional
-        log.debug("%s: no tags (%s)", path, exc)
+        log.debug("%s: no tags (%s)", getattr(path, "name", path), exc)
         return {}
     if meta is None or not getattr(meta, "tags", None):
         return {}

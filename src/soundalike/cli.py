@@ -43,7 +43,8 @@ class _Group(click.Group):
 
 def _settings(ctx: click.Context, **cli: Any) -> Settings:
     obj = ctx.obj or {}
-    return load_settings({"library": obj.get("library"), **cli}, config_file=obj.get("config"))
+    given = {k: v for k, v in cli.items() if v is not None}  # an option left out keeps the group's value
+    return load_settings({"library": obj.get("library"), "catalog": obj.get("catalog"), **given}, config_file=obj.get("config"))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,15 +57,16 @@ def _settings(ctx: click.Context, **cli: Any) -> Settings:
     help="Library folder (catalog and index). Default ./soundalike-library or $SOUNDALIKE_LIBRARY.",
 )
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Settings TOML file.")
+@click.option("--catalog", default=None, metavar="URI", help="Catalog: a SQLite file or mongodb://HOST/DB (default LIBRARY/catalog.sqlite or $SOUNDALIKE_CATALOG).")
 @click.option("--verbose", "-v", is_flag=True, help="Log details and show tracebacks.")
 @click.pass_context
-def main(ctx: click.Context, library: Path | None, config: Path | None, verbose: bool) -> None:
+def main(ctx: click.Context, library: Path | None, config: Path | None, catalog: str | None, verbose: bool) -> None:
     """Recommend music that sounds alike."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("GLOG_minloglevel", "2")  # ScaNN's C++ logging
-    ctx.obj = {"library": library, "config": config, "verbose": verbose}
+    ctx.obj = {"library": library, "config": config, "verbose": verbose, "catalog": catalog}
 
 
 def _library_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -165,6 +167,9 @@ def _load_recommender(settings: Settings) -> Any:
 @click.option("--index", "index_backend", type=click.Choice(INDEX_BACKENDS), default=None, help="Index backend (default scann).")
 @click.option("--no-index", is_flag=True, help="Do not build the index afterwards.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--dask", "dask_address", metavar="ADDRESS", default=None, help="Analyse on a Dask cluster: tcp://SCHEDULER:8786, or local[:N] to start N local worker processes.")
+@click.option("--ship-bytes", is_flag=True, help="With --dask: send each file's bytes to the workers (they need not see the files).")
+@click.option("--catalog", "catalog_uri", default=None, metavar="URI", help="Catalog: a SQLite file or mongodb://HOST/DB.")
 @click.pass_context
 def ingest(
     ctx: click.Context,
@@ -176,22 +181,25 @@ def ingest(
     index_backend: str | None,
     no_index: bool,
     quiet: bool,
+    dask_address: str | None,
+    ship_bytes: bool,
+    catalog_uri: str | None,
 ) -> None:
     """Analyse the audio files under PATHS into the library."""
     from soundalike import ingest as ingest_mod
 
-    settings = _settings(ctx, workers=workers, index=index_backend)
+    settings = _settings(ctx, workers=workers, index=index_backend, catalog=catalog_uri)
     all_paths = [str(p) for p in paths] + (ingest_mod.read_list(from_list) if from_list else [])
     if not all_paths:
         raise click.UsageError("give at least one PATH (or --from-list FILE)")
     catalog = _open_catalog(settings, create=True)
     runner = ingest_mod.ProcessRunner(settings.workers) if settings.workers > 1 else ingest_mod.SerialRunner()
     options = ingest_mod.AnalysisOptions(max_duration=settings.max_duration, min_duration=settings.min_duration)
-    with _progress_bar("analysing", quiet) as progress:
+    with _dask_runner(ctx, settings, dask_address, ship_bytes) as dask_runner, _progress_bar("analysing", quiet) as progress:
         summary = ingest_mod.ingest(
             all_paths,
             catalog,
-            runner=runner,
+            runner=dask_runner or runner,
             options=options,
             batch_size=settings.batch_size,
             prune=prune,
@@ -407,10 +415,358 @@ def check(ctx: click.Context) -> None:
 # -- web app (issue 3) -------------------------------------------------------------------------
 
 
+@main.command()
+@_library_option
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8000; 0 picks a free one).")
+@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Request threads.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, threads: int) -> None:
+    """Serve the web app and JSON API with waitress (a production WSGI server)."""
+    import signal
+
+    import waitress
+
+    from soundalike.errors import EmptyLibraryError
+    from soundalike.web import create_app
+
+    settings = _settings(ctx, host=host, port=port)
+    catalog = _open_catalog(settings, create=False)
+    try:
+        index, rebuilt = _build_index(settings, catalog, force=False, quiet=False)
+    except EmptyLibraryError:
+        index, rebuilt = None, False
+        click.echo("no tracks yet: run `soundalike ingest PATH`; the app picks up the index once it is built", err=True)
+    if rebuilt:
+        click.echo(f"index: rebuilt ({index.backend}, {index.count} tracks) because the catalog changed", err=True)
+    app = create_app(
+        {
+            "SOUNDALIKE_LIBRARY": settings.library,
+            "SOUNDALIKE_CATALOG": catalog,
+            "SOUNDALIKE_INDEX": index,
+            "SOUNDALIKE_K": settings.k,
+            "SOUNDALIKE_MAX_DURATION": settings.max_duration,
+            "MAX_CONTENT_LENGTH": int(settings.max_upload_mb * 1024 * 1024),
+        }
+    )
+    try:
+        server: Any = waitress.create_server(app, host=settings.host, port=settings.port, threads=threads)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc})") from exc
+    listening = getattr(server, "effective_listen", None) or [(server.effective_host, server.effective_port)]
+    urls = ", ".join(f"http://{f'[{h}]' if ':' in str(h) else h}:{p}/" for h, p in listening)
+    what = f"{index.count} tracks, {index.backend} index" if index is not None else "empty library"
+    click.echo(f"serving {settings.library} ({what}) at {urls}  (Ctrl+C stops)")
+    sys.stdout.flush()
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # waitress's loop stops on it, as on Ctrl+C
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    click.echo("stopped")
+
+
 # -- tuning and evaluation (issue 4) ----------------------------------------------------------
+
+_STAGES = {
+    "tune": "tuning",
+    "silhouette": "k-means",
+    "precision": "precision@k",
+    "excerpts": "excerpts",
+    "index": "index recall",
+}
+
+
+@contextmanager
+def _stage_bars(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage."""
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = tqdm(
+                total=total, desc=_STAGES.get(stage, stage), unit="step", file=sys.stderr, mininterval=0.5, dynamic_ncols=True
+            )
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+@main.command()
+@_library_option
+@click.option("--target-recall", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True, help="Recall@k the chosen configuration must reach.")
+@click.option("-k", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Neighbours per query.")
+@click.option("--backend", type=click.Choice(("scann", "annoy")), default=None, help="Backend to tune (default: the configured index).")
+@click.option("--queries", type=click.IntRange(min=2), default=500, show_default=True, help="Library tracks used as held-out queries.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Recall-versus-speed PNG (default LIBRARY/tune-BACKEND.png).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for choosing the queries.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def tune(
+    ctx: click.Context, target_recall: float, k: int, backend: str | None, queries: int, plot: Path | None, seed: int, quiet: bool
+) -> None:
+    """Grid-search the index parameters and save the fastest configuration meeting the target recall."""
+    from soundalike import evaluate as ev
+
+    settings = _settings(ctx)
+    backend = backend or settings.index
+    if backend == "exact":
+        raise click.UsageError("the exact index has nothing to tune; give --backend scann or --backend annoy")
+    catalog = _open_catalog(settings, create=False)
+    index, _ = _build_index(settings, catalog, force=False, quiet=quiet)
+    with _stage_bars(quiet) as progress:
+        result = ev.tune_vectors(
+            index.vectors, backend=backend, k=k, target=target_recall, queries=queries, seed=seed, progress=progress
+        )
+    click.echo(ev.format_tune_table(result))
+    plot_path = ev.plot_tuning(result, plot or Path(settings.library) / f"tune-{backend}.png")
+    plot_path.with_suffix(".json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    click.echo(f"plot: {plot_path} (table: {plot_path.with_suffix('.json')})")
+    if result.chosen is None:
+        raise ev.TuneError(f"no configuration reached recall@{result.k} {target_recall:g}; nothing saved")
+    saved = ev.save_tuned(settings.library, backend, result.chosen.params)
+    click.echo(f"saved {backend} parameters {json.dumps(result.chosen.params, sort_keys=True)} to {saved}")
+    if backend == settings.index:
+        current = index.manifest.get("params") or {}
+        if index.backend == backend and all(current.get(key) == value for key, value in result.chosen.params.items()):
+            click.echo("the current index already uses them")
+        else:
+            click.echo("the index is rebuilt with them on its next use (or now: soundalike index)")
+    else:
+        click.echo(f"they apply when the index backend is {backend} (soundalike index --backend {backend})")
+
+
+@main.command()
+@_library_option
+@click.option("--labels", "labels_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV with path and label columns.")
+@click.option("--label-tag", type=click.Choice(("genre", "artist", "album")), default=None, help="Use this tag as the label.")
+@click.option("--fma-metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="FMA tracks.csv (labels by track id in the file name).")
+@click.option("--label-column", default=None, help="Label column of --labels (default 'label') or --fma-metadata (default genre_top).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Report folder (default LIBRARY/report).")
+@click.option("-k", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Cut-off of precision@k and recall@k.")
+@click.option("--excerpts", type=click.IntRange(min=0), default=100, show_default=True, help="Tracks to cut a query excerpt from (0 skips).")
+@click.option("--excerpt-seconds", type=click.FloatRange(min=1.0), default=10.0, show_default=True, help="Excerpt length.")
+@click.option("--snr-db", type=float, default=30.0, show_default=True, help="Noise added to excerpts, dB below their RMS.")
+@click.option("--bitrate", default="96k", show_default=True, help="MP3 bitrate of the excerpts.")
+@click.option("--queries", type=click.IntRange(min=2), default=200, show_default=True, help="Held-out queries for index recall and latency.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling excerpts, noise and queries.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the summary.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def evaluate(
+    ctx: click.Context,
+    labels_csv: Path | None,
+    label_tag: str | None,
+    fma_metadata: Path | None,
+    label_column: str | None,
+    report_dir: Path | None,
+    k: int,
+    excerpts: int,
+    excerpt_seconds: float,
+    snr_db: float,
+    bitrate: str,
+    queries: int,
+    seed: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Measure recommendation quality, clip robustness and the index; write a report with plots."""
+    from soundalike import evaluate as ev
+    from soundalike import labels as lab
+
+    if sum(x is not None for x in (labels_csv, label_tag, fma_metadata)) > 1:
+        raise click.UsageError("give at most one of --labels, --label-tag and --fma-metadata")
+    settings = _settings(ctx)
+    catalog = _open_catalog(settings, create=False)
+    labels = None
+    if labels_csv is not None:
+        labels = lab.labels_from_csv(labels_csv, catalog, column=label_column)
+    elif fma_metadata is not None:
+        labels = lab.labels_from_fma(fma_metadata, catalog, column=label_column or "genre_top")
+    elif label_tag is not None:
+        labels = lab.labels_from_tag(catalog, label_tag)
+    if labels is not None and labels.unmatched:
+        click.echo(f"labels: {len(labels.unmatched)} entries match no catalog track, e.g. {labels.unmatched[0]}", err=True)
+    index, _ = _build_index(settings, catalog, force=False, quiet=quiet)
+    options = ev.EvalOptions(
+        k=k, excerpts=excerpts, excerpt_seconds=excerpt_seconds, snr_db=snr_db, bitrate=bitrate,
+        index_queries=queries, seed=seed, max_duration=settings.max_duration,
+    )  # fmt: skip
+    with _stage_bars(quiet) as progress:
+        evaluation = ev.evaluate_library(catalog, index, labels=labels, options=options, progress=progress)
+    folder = report_dir or Path(settings.library) / "report"
+    written = ev.write_report(evaluation, folder)
+    m = evaluation.metrics
+    if as_json:
+        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        return
+    _echo_evaluation(m)
+    click.echo(f"report: {folder / 'report.md'} ({len(written)} files)")
+
+
+def _echo_evaluation(m: dict[str, Any]) -> None:
+    def f(v: Any, d: int = 3) -> str:
+        return "n/a" if v is None else f"{v:.{d}f}"
+
+    labels = m["labels"]
+    source = f"; labels {labels['source']}, {labels['labelled']} labelled" if labels else "; no labels"
+    click.echo(f"evaluated {m['tracks']} tracks{source}")
+    r = m["retrieval"]
+    if r:
+        a = r["aspects"]["all"]
+        click.echo(
+            f"  P@{r['k']} {f(a['precision_at_k'])}  mAP {f(a['map'])}  (chance P@{r['k']} {f(r['chance_precision'])}; "
+            f"leave-one-out on {r['queries']} tracks, exact search)"
+        )
+        click.echo("  by aspect (P@k / mAP): " + ", ".join(
+            f"{name} {f(v['precision_at_k'], 2)}/{f(v['map'], 2)}" for name, v in r["aspects"].items()
+        ))  # fmt: skip
+        for name, v in a["by_label"].items():
+            click.echo(f"    {name}: P@{r['k']} {f(v['precision_at_k'])}  AP {f(v['map'])}  ({v['queries']} queries)")
+    c = m["clips"]
+    if c:
+        click.echo(
+            f"  excerpts: top-1 {f(c['top1'])}  top-10 {f(c['top10'])}  ({c['excerpts']} excerpts of {c['excerpt_seconds']:g} s, "
+            f"{c['snr_db']:g} dB SNR, {c['bitrate']} MP3" + (f"; {len(c['skipped'])} skipped" if c["skipped"] else "") + ")"
+        )
+    s = m["silhouette"]
+    extra = f"; labels {f(s['label_silhouette'])}, adjusted Rand {f(s['adjusted_rand'])}" if s.get("label_silhouette") is not None else ""
+    click.echo(f"  silhouette {f(s['score'])} (k-means, k = {s['k']} chosen by {s['chosen_by']}{extra})")
+    ix = m["index"]
+    click.echo(
+        f"  {ix['backend']} recall@{ix['k']} {f(ix['recall_at_k'])} (least similar {f(ix['recall_least'])}), "
+        f"latency p50 {f(ix['latency_ms']['p50'], 2)} ms, p95 {f(ix['latency_ms']['p95'], 2)} ms"
+        + (f"; whole query p50 {f(ix['recommend_latency_ms']['p50'], 1)} ms" if ix.get("recommend_latency_ms") else "")
+    )
+
+
+@main.command()
+@click.option("--fma-metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="FMA tracks.csv.")
+@click.option("--audio-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="Audio folder (000/000123.mp3 layout).")
+@click.option("--by", default="genre_top", show_default=True, help="Label column to stratify by (name or group.name).")
+@click.option("--n", "-n", "n", type=click.IntRange(min=1), required=True, help="Tracks to draw.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="List file to write (for ingest --from-list).")
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed draws the same sample.")
+@click.option("--extension", default=".mp3", show_default=True, help="Audio file extension.")
+def sample(fma_metadata: Path, audio_dir: Path, by: str, n: int, out: Path, seed: int, extension: str) -> None:
+    """Draw a stratified sample of an FMA-format collection whose label proportions mirror the whole."""
+    from soundalike.sample import sample_fma, write_list
+
+    drawn = sample_fma(fma_metadata, audio_dir, n, by=by, seed=seed, extension=extension)
+    total = sum(drawn.population.values())
+    write_list(drawn, out, header=f"soundalike sample: {n} of {total} tracks of {fma_metadata} by {by}, seed {seed}")
+    counts = drawn.counts
+    width = max(len(label) for label in drawn.population)
+    click.echo(f"{'label':<{width}}  {'whole':>7}  {'share':>6}  {'quota':>8}  {'drawn':>6}")
+    for label, whole in sorted(drawn.population.items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"{label:<{width}}  {whole:>7}  {whole / total:>6.1%}  {drawn.quota[label]:>8.2f}  {counts[label]:>6}")
+    missing = f" ({drawn.missing_audio} labelled tracks have no audio file)" if drawn.missing_audio else ""
+    click.echo(f"wrote {len(drawn.paths)} of {total} paths to {out}{missing}; ingest them with: soundalike ingest --from-list {out}")
 
 
 # -- distributed ingest and MongoDB catalog (issue 5) -----------------------------------------
+
+
+@contextmanager
+def _dask_runner(ctx: click.Context, settings: Settings, address: str | None, ship_bytes: bool) -> Iterator[Any]:
+    """The Dask runner ``--dask`` asks for (closed afterwards), or ``None`` to run locally."""
+    if address is None:
+        if ship_bytes:
+            raise click.UsageError("--ship-bytes needs --dask ADDRESS")
+        yield None
+        return
+    from soundalike.distributed import DaskRunner
+
+    if not (ctx.obj or {}).get("verbose"):
+        import distributed  # noqa: F401 - importing it sets its loggers to INFO; quieten them after
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    with DaskRunner(address, workers=settings.workers, ship_bytes=ship_bytes) as runner:
+        yield runner
+
+
+def _catalog_uri_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--catalog", "catalog_uri", default=None, metavar="URI", help="Catalog: a SQLite file or mongodb://HOST/DB.")(f)
+
+
+@main.group("catalog")
+def catalog_group() -> None:
+    """Move a catalog between SQLite and MongoDB without loss (export, import, copy)."""
+
+
+def _moved(summary: Any) -> str:
+    return f"{summary.tracks} tracks ({summary.analysed} analysed, {summary.failed} failed, revision {summary.revision})"
+
+
+@catalog_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@_library_option
+@_catalog_uri_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def catalog_export(ctx: click.Context, file: Path, catalog_uri: str | None, quiet: bool) -> None:
+    """Write the whole catalog (tracks, failures, vectors, segments, meta) to FILE (.jsonl.gz)."""
+    from soundalike.catalog import transfer
+
+    settings = _settings(ctx, catalog=catalog_uri)
+    catalog = _open_catalog(settings, create=False)
+    with _progress_bar("exporting", quiet) as progress:
+        summary = transfer.export_catalog(catalog, file, progress=progress)
+    click.echo(f"exported {_moved(summary)} from {catalog.location} to {file}")
+
+
+@catalog_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_library_option
+@_catalog_uri_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def catalog_import(ctx: click.Context, file: Path, catalog_uri: str | None, quiet: bool) -> None:
+    """Load FILE (from `catalog export`) into an empty catalog and verify every record and vector."""
+    from soundalike.catalog import transfer
+
+    settings = _settings(ctx, catalog=catalog_uri)
+    catalog = _open_catalog(settings, create=True)
+    with _progress_bar("importing", quiet) as progress:
+        summary = transfer.import_catalog(file, catalog, progress=progress)
+    click.echo(f"imported {_moved(summary)} into {catalog.location}; every record and vector matches {file}")
+
+
+@catalog_group.command("copy")
+@_library_option
+@click.option("--from", "source_uri", default=None, metavar="URI", help="Source catalog (default: the library's).")
+@click.option("--to", "target_uri", required=True, metavar="URI", help="Target catalog: a SQLite file or mongodb://HOST/DB (must be empty).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def catalog_copy(ctx: click.Context, source_uri: str | None, target_uri: str, quiet: bool) -> None:
+    """Copy the catalog into another backend and verify every record and vector."""
+    from soundalike.catalog import open_catalog, transfer
+
+    settings = _settings(ctx, catalog=source_uri)
+    source = _open_catalog(settings, create=False)
+    target = open_catalog(settings.library, target_uri, create=True)
+    with _progress_bar("copying", quiet) as progress:
+        summary = transfer.copy_catalog(source, target, progress=progress)
+    click.echo(f"copied {_moved(summary)} from {source.location} to {target.location}; every record and vector matches")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import io
 import logging
 import multiprocessing
 import os
@@ -83,22 +84,29 @@ ProgressCallback = Callable[[str, int, int], None]
 """``progress(event, done, total)``: event is ``"start"``, ``"file"`` or ``"done"``."""
 
 
-def content_hash(path: str | os.PathLike[str]) -> str:
-    """BLAKE2b-128 of the file's bytes: the catalog's key for 'the same recording'."""
+def content_hash(source: str | os.PathLike[str] | bytes) -> str:
+    """BLAKE2b-128 of a file's bytes (given its path, or the bytes): the key for 'the same recording'."""
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    if isinstance(source, bytes | bytearray | memoryview):
+        digest.update(source)
+        return digest.hexdigest()
+    with open(source, "rb") as f:
         while chunk := f.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def analyse_file(candidate: Candidate, options: AnalysisOptions) -> TrackRecord:
+def analyse_file(candidate: Candidate, options: AnalysisOptions, data: bytes | None = None) -> TrackRecord:
     """Hash, decode and analyse one file; never raises for a bad file.
 
     Parameters
     ----------
     candidate : Candidate
     options : AnalysisOptions
+    data : bytes, optional
+        The file's content, when the caller read it (a Dask client with ``--ship-bytes`` sends the
+        bytes to workers that cannot see the file). Hash, audio and tags then come from these bytes
+        and the result is the same as reading ``candidate.path``.
 
     Returns
     -------
@@ -109,6 +117,7 @@ def analyse_file(candidate: Candidate, options: AnalysisOptions) -> TrackRecord:
     from soundalike.features import FEATURE_VERSION, extract
 
     path = candidate.path
+    source: str | bytes = path if data is None else data
 
     def failed(reason: str, message: str, digest: str = "") -> TrackRecord:
         return TrackRecord(
@@ -125,11 +134,11 @@ def analyse_file(candidate: Candidate, options: AnalysisOptions) -> TrackRecord:
     if candidate.error:
         return failed("unreadable", candidate.error)
     try:
-        digest = content_hash(path)
+        digest = content_hash(source)
     except OSError as exc:
         return failed("unreadable", f"cannot read: {exc.strerror or exc}")
     try:
-        audio = decode(path, max_duration=options.max_duration, min_duration=options.min_duration)
+        audio = decode(source, max_duration=options.max_duration, min_duration=options.min_duration, name=path)
         analysis = extract(audio.samples, sample_rate=audio.sample_rate)
     except AudioError as exc:
         return failed(exc.reason, exc.detail, digest)
@@ -145,12 +154,19 @@ def analyse_file(candidate: Candidate, options: AnalysisOptions) -> TrackRecord:
         mtime=candidate.mtime,
         status=OK,
         duration=analysis.duration,
-        tags=read_tags(path),
+        tags=read_tags(path) if data is None else read_tags(_named_buffer(data, path)),
         feature_version=FEATURE_VERSION,
         vector=analysis.vector,
         segments=analysis.segments,
         segment_starts=analysis.segment_starts,
     )
+
+
+def _named_buffer(data: bytes, path: str) -> io.BytesIO:
+    """The bytes as a file object named like the file, so mutagen guesses its format the same way."""
+    buffer = io.BytesIO(data)
+    buffer.name = path
+    return buffer
 
 
 # -- finding files ---------------------------------------------------------------------------

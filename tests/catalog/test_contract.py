@@ -1,6 +1,15 @@
-"""The catalog contract: every backend behaves the same (run against each backend)."""
+"""The catalog contract: every backend behaves the same (run against each backend).
+
+Backends: ``sqlite``; ``mongomock``, MongoDB's API served in-process by the :mod:`mongomock`
+library — a **stand-in** for a MongoDB server, which cannot be installed on the CI machines; and
+``mongodb``, a real server, whenever ``SOUNDALIKE_TEST_MONGODB_URI`` is set (for example
+``mongodb://localhost:27017``). Each test then gets its own database, dropped afterwards.
+"""
 
 from __future__ import annotations
+
+import os
+import uuid
 
 import numpy as np
 import pytest
@@ -9,14 +18,28 @@ from soundalike.catalog import FAILED, OK, Catalog, TrackRecord
 
 DIM, SEG_DIM = 7, 3
 
+REAL_MONGODB_URI = os.environ.get("SOUNDALIKE_TEST_MONGODB_URI")
+BACKENDS = ["sqlite", "mongomock"] + (["mongodb"] if REAL_MONGODB_URI else [])
 
-@pytest.fixture(params=["sqlite"])
+
+@pytest.fixture(params=BACKENDS)
 def catalog(request, tmp_path) -> Catalog:
+    database = f"soundalike_test_{uuid.uuid4().hex[:12]}"
     if request.param == "sqlite":
         from soundalike.catalog.sqlite import SQLiteCatalog
 
         cat: Catalog = SQLiteCatalog(tmp_path / "catalog.sqlite")
+    elif request.param == "mongomock":
+        from soundalike.catalog.mongo import MongoCatalog
+
+        cat = MongoCatalog(f"mongomock://contract/{database}")  # the in-process stand-in
+    else:
+        from soundalike.catalog.mongo import MongoCatalog
+
+        cat = MongoCatalog(REAL_MONGODB_URI, database=database)
     yield cat
+    if request.param != "sqlite":
+        cat._client.drop_database(database)  # type: ignore[attr-defined]
     cat.close()
 
 
@@ -159,3 +182,44 @@ def test_non_utf8_paths_survive(catalog):
 def test_a_sound_catalog_passes_the_check(catalog):
     catalog.write([ok_record(f"/music/{i}.mp3", i) for i in range(3)])
     assert catalog.check() == []
+
+
+def test_ids_are_never_reused(catalog):
+    catalog.write([ok_record("/music/a.mp3", 1), ok_record("/music/b.mp3", 2)])
+    gone = catalog.get_by_path("/music/b.mp3").id
+    catalog.remove(["/music/b.mp3"])
+    catalog.write([ok_record("/music/c.mp3", 3)])
+    assert catalog.get_by_path("/music/c.mp3").id > gone
+
+
+def test_copies_of_one_recording_are_two_tracks(catalog):
+    catalog.write([ok_record("/music/a.mp3", 1, digest="same"), ok_record("/backup/a.mp3", 1, digest="same")])
+    assert catalog.count() == 2
+    assert {s.content_hash for s in catalog.file_states().values()} == {"same"}
+
+
+def test_a_copied_record_keeps_its_id_and_analysis_time(catalog):
+    import dataclasses
+
+    rec = dataclasses.replace(ok_record("/music/a.mp3", 1), track_id=42, analysed_at=1_600_000_000.5)
+    catalog.write([rec])
+    catalog.write([ok_record("/music/b.mp3", 2)])
+    track = catalog.get(42)
+    assert track is not None and (track.path, track.analysed_at) == ("/music/a.mp3", 1_600_000_000.5)
+    assert catalog.get_by_path("/music/b.mp3").id > 42
+
+
+def test_meta_items_list_every_value_with_the_revision(catalog):
+    catalog.set_meta("tuned", "yes")
+    catalog.write([ok_record("/music/a.mp3", 1)])
+    items = catalog.meta_items()
+    assert items["tuned"] == "yes"
+    assert int(items["revision"]) == catalog.revision()
+
+
+def test_the_check_finds_vectors_of_different_lengths(catalog):
+    import dataclasses
+
+    odd = ok_record("/music/b.mp3", 2)
+    catalog.write([ok_record("/music/a.mp3", 1), dataclasses.replace(odd, vector=np.zeros(DIM + 1, np.float32))])
+    assert any("vectors of 2 different lengths" in p for p in catalog.check())

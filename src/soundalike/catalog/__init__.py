@@ -84,6 +84,10 @@ class TrackRecord:
     vector: np.ndarray | None = None
     segments: np.ndarray | None = None
     segment_starts: np.ndarray | None = None
+    track_id: int | None = None
+    """Keep this id (a catalog being copied); ``None``, as from ingest, lets the catalog assign one."""
+    analysed_at: float | None = None
+    """Keep this time (a catalog being copied); ``None`` means now."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,10 @@ class Catalog(Protocol):
 
     def set_meta(self, key: str, value: str) -> None: ...
 
+    def meta_items(self) -> dict[str, str]:
+        """Every meta key and value (the revision among them), to copy a catalog whole."""
+        ...
+
     def check(self) -> list[str]:
         """Integrity problems found (empty when the catalog is sound)."""
         ...
@@ -184,7 +192,7 @@ def open_catalog(library: str | os.PathLike[str], uri: str | None = None, *, cre
     if uri and uri.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
         from soundalike.catalog.mongo import MongoCatalog
 
-        return MongoCatalog(uri)
+        return MongoCatalog(uri, create=create)
     from soundalike.catalog.sqlite import SQLiteCatalog
 
     path = Path(uri) if uri else default_catalog_path(library)

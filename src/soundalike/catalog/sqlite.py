@@ -195,10 +195,11 @@ class SQLiteCatalog:
                     conn.execute("DELETE FROM tracks WHERE id = ?", (old["id"],))
                 vector = _blob(rec.vector) if rec.vector is not None else None
                 cur = conn.execute(
-                    "INSERT INTO tracks (path, path_text, content_hash, size, mtime, status, duration, "
+                    "INSERT INTO tracks (id, path, path_text, content_hash, size, mtime, status, duration, "
                     "title, artist, album, genre, error, error_reason, feature_version, vector, analysed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
+                        rec.track_id,  # None: SQLite assigns the next id
                         _key(rec.path),
                         _text(rec.path),
                         rec.content_hash,
@@ -214,7 +215,7 @@ class SQLiteCatalog:
                         rec.error_reason,
                         rec.feature_version,
                         vector,
-                        now,
+                        now if rec.analysed_at is None else rec.analysed_at,
                     ),
                 )
                 if rec.status == OK and rec.segments is not None and rec.segment_starts is not None:
@@ -248,6 +249,9 @@ class SQLiteCatalog:
     def get_meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0]["value"] if rows else None
+
+    def meta_items(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self._query("SELECT key, value FROM meta ORDER BY key")}
 
     def revision(self) -> int:
         return int(self.get_meta("revision") or 0)

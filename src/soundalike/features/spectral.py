@@ -18,6 +18,19 @@ def _octave_edges(sample_rate: int) -> np.ndarray:
     return np.concatenate([[0], edges[:-1], [N_FFT // 2 + 1]])
 
 
+def _cumsum_bins(power: np.ndarray) -> np.ndarray:
+    """``np.cumsum(power, axis=0)``: the same float32 sums in the same order, a whole row at a time.
+
+    numpy accumulates down axis 0 one element at a time; adding rows is vectorised and about ten
+    times faster, and the sums are bit-identical (the roll-off compares them with a threshold).
+    """
+    out = np.empty_like(power)
+    out[0] = power[0]
+    for i in range(1, power.shape[0]):
+        np.add(out[i - 1], power[i], out=out[i])
+    return out
+
+
 def contrast(frames: Frames) -> np.ndarray:
     """Spectral contrast per octave band: dB between the band's peaks and valleys.
 
@@ -28,11 +41,12 @@ def contrast(frames: Frames) -> np.ndarray:
     edges = _octave_edges(frames.sample_rate)
     out = []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        band = frames.power[lo:hi]
-        k = max(1, int(round(0.1 * band.shape[0])))
-        part = np.partition(band, (k - 1, band.shape[0] - k), axis=0)
-        valley = part[:k].mean(axis=0)
-        peak = part[-k:].mean(axis=0)
+        # One frame's bins per row, sorted: numpy's SIMD sort of contiguous rows is several times
+        # faster than np.partition with two kth values, which takes a slow generic path.
+        band = np.sort(np.ascontiguousarray(frames.power[lo:hi].T), axis=1)
+        k = max(1, int(round(0.1 * band.shape[1])))
+        valley = band[:, :k].mean(axis=1)
+        peak = band[:, -k:].mean(axis=1)
         out.append(10.0 * np.log10(np.maximum(peak, 1e-10) / np.maximum(valley, 1e-10)))
     return np.asarray(out, dtype=np.float32)
 
@@ -54,7 +68,7 @@ def spectral(frames: Frames) -> tuple[np.ndarray, list[str]]:
     total = np.maximum(power.sum(axis=0), 1e-10)
     centroid = (freqs @ power) / total
     bandwidth = np.sqrt(np.maximum((np.square(freqs) @ power) / total - centroid**2, 0.0))
-    cumulative = np.cumsum(power, axis=0)
+    cumulative = _cumsum_bins(power)
     rolloff = freqs[np.argmax(cumulative >= 0.85 * cumulative[-1], axis=0)]
     log_power = np.log(np.maximum(power, 1e-10))
     flatness = np.exp(log_power.mean(axis=0)) / np.maximum(power.mean(axis=0), 1e-10)

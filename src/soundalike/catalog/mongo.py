@@ -1,0 +1,534 @@
+"""The MongoDB catalog: the same interface as the SQLite one, for catalogs that outgrow a file.
+
+``--catalog mongodb://HOST[:PORT]/DB`` (or ``mongodb+srv://…``, or ``SOUNDALIKE_CATALOG``) keeps the
+catalog in database ``DB`` (default ``soundalike``) through pymongo. Collections:
+
+``tracks``
+    One document per file: the track's fields, ``id`` (an integer, like SQLite's row id),
+    ``path`` as the file system's bytes (BSON binary, so names that are not valid UTF-8 survive) and
+    ``path_text`` (printable, searched), the vector as BSON binary float32, and the segment starts
+    and vectors in the same document, so a track and its segments are written in one atomic
+    document write: a killed ingest never leaves a half-written track, even on a server without
+    multi-document transactions. Indexes: ``path`` unique, ``id`` unique, and ``content_hash``
+    (with status and feature version) **not** unique: copies of one recording at two paths share
+    a content hash and are two tracks.
+``meta``
+    ``{_id: key, value}``; the ``revision`` counter lives here, as in SQLite's meta table.
+``state``
+    The schema version and the last track id handed out (ids come from this counter, never reused).
+
+Writes are ordered bulk upserts keyed by path, one round trip per batch. There is no transaction
+across documents, so the revision is bumped both before and after a batch: whatever moment a
+writer is killed at, a reader never pairs the new tracks with the old revision.
+
+``mongomock://NAME/DB`` is an **in-process stand-in** (:mod:`mongomock`) used by the tests, where no
+MongoDB server can be installed; catalogs opened with the same ``NAME`` in one process share data,
+like clients of one server. It is not for real use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from soundalike.catalog import OK, CatalogStats, FileState, Segments, Track, TrackRecord
+from soundalike.errors import CatalogError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_DATABASE = "soundalike"
+STAND_IN_SCHEME = "mongomock://"
+
+_TRACK_FIELDS = (
+    "id", "path", "content_hash", "size", "mtime", "status", "duration", "title", "artist", "album",
+    "genre", "error", "error_reason", "feature_version", "analysed_at",
+)  # fmt: skip
+_TRACK_PROJECTION = {name: 1 for name in _TRACK_FIELDS} | {"_id": 0}
+_SEARCHED = ("title", "artist", "album", "genre", "path_text")
+
+# One in-memory "server" per stand-in name, shared by every catalog opened in this process.
+_STAND_IN_SERVERS: dict[str, Any] = {}
+_STAND_IN_LOCK = threading.Lock()
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced by ``***`` (for messages and ``location``)."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", uri)
+
+
+def _key(path: str) -> Any:
+    """The path as BSON binary: the file system's bytes, whatever their encoding."""
+    from bson.binary import Binary
+
+    return Binary(os.fsencode(path))
+
+
+def _text(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _blob(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
+def _floats(blob: Any) -> np.ndarray:
+    return np.frombuffer(bytes(blob), dtype="<f4")
+
+
+def _track(doc: Mapping[str, Any]) -> Track:
+    values: dict[str, Any] = {name: doc.get(name) for name in _TRACK_FIELDS}
+    values["path"] = os.fsdecode(bytes(doc["path"]))
+    return Track(**values)
+
+
+def _stand_in_client(uri: str) -> Any:
+    """A mongomock client on the process-wide in-memory server named in ``mongomock://NAME/DB``."""
+    try:
+        import mongomock
+        from mongomock.store import ServerStore
+    except ImportError as exc:  # pragma: no cover - mongomock is a test dependency
+        raise CatalogError(f"{uri}: mongomock:// is the in-process test stand-in; install mongomock") from exc
+    name = uri[len(STAND_IN_SCHEME) :].split("/", 1)[0] or "default"
+    with _STAND_IN_LOCK:
+        store = _STAND_IN_SERVERS.setdefault(name, ServerStore())
+    return mongomock.MongoClient(_store=store)
+
+
+class MongoCatalog:
+    """A catalog in a MongoDB database.
+
+    Parameters
+    ----------
+    uri : str
+        ``mongodb://[USER:PASSWORD@]HOST[:PORT]/DB[?OPTIONS]``, ``mongodb+srv://…``, or
+        ``mongomock://NAME/DB`` (the in-process stand-in used by tests).
+    create : bool
+        If false, a database without a soundalike catalog is an error instead of a new catalog.
+    database : str, optional
+        Use this database instead of the one named in ``uri``.
+    timeout_s : float
+        How long to wait for the server when connecting, unless the URI sets
+        ``serverSelectionTimeoutMS``.
+
+    Raises
+    ------
+    CatalogError
+        When the server cannot be reached, or the database holds a newer or foreign catalog.
+    """
+
+    def __init__(
+        self, uri: str, *, create: bool = True, database: str | None = None, timeout_s: float = 10.0
+    ) -> None:
+        self.uri = uri
+        self.location = redact(uri)
+        try:
+            if uri.startswith(STAND_IN_SCHEME):
+                self._client = _stand_in_client(uri)
+                db_name = database or uri[len(STAND_IN_SCHEME) :].partition("/")[2].split("?")[0]
+                db_name = db_name or DEFAULT_DATABASE
+            else:
+                import pymongo
+
+                options: dict[str, Any] = {}
+                if "serverselectiontimeoutms" not in uri.lower():
+                    options["serverSelectionTimeoutMS"] = int(timeout_s * 1000)
+                self._client = pymongo.MongoClient(uri, **options)
+                db_name = database or self._client.get_default_database(DEFAULT_DATABASE).name
+            self._db = self._client[db_name]
+            self.database = db_name
+            if database is not None:
+                self.location = f"{self.location} (database {db_name})"
+            self._open(create)
+        except CatalogError:
+            raise
+        except Exception as exc:  # pymongo.errors.*, ValueError/ConfigurationError for a bad URI
+            raise CatalogError(f"{self.location}: cannot open the MongoDB catalog ({_reason(exc)})") from exc
+        self._tracks = self._db["tracks"]
+        self._meta = self._db["meta"]
+        self._state = self._db["state"]
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _open(self, create: bool) -> None:
+        db = self._db
+        db.command("ping")
+        schema = db["state"].find_one({"_id": "schema"})
+        if schema is None:
+            if not create:
+                raise CatalogError(f"{self.location}: no soundalike catalog in this database (run `soundalike ingest` first)")
+            if "tracks" in db.list_collection_names() and db["tracks"].estimated_document_count():
+                raise CatalogError(f"{self.location}: collection 'tracks' exists but is not a soundalike catalog")
+            self._create_schema()
+            return
+        version = int(schema.get("version", 0))
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.location}: catalog schema version {version} is newer than this soundalike "
+                f"understands (expected at most {SCHEMA_VERSION}); upgrade soundalike"
+            )
+
+    def _create_schema(self) -> None:
+        import pymongo
+
+        tracks = self._db["tracks"]
+        tracks.create_index([("path", pymongo.ASCENDING)], unique=True, name="path_unique")
+        tracks.create_index([("id", pymongo.ASCENDING)], unique=True, name="id_unique")
+        # Not unique: copies of one recording at several paths share a content hash.
+        tracks.create_index(
+            [("content_hash", pymongo.ASCENDING), ("status", pymongo.ASCENDING), ("feature_version", pymongo.ASCENDING)],
+            name="content_hash",
+        )
+        tracks.create_index(
+            [("status", pymongo.ASCENDING), ("feature_version", pymongo.ASCENDING), ("id", pymongo.ASCENDING)],
+            name="status_version_id",
+        )
+        self._db["meta"].update_one({"_id": "revision"}, {"$setOnInsert": {"value": 0}}, upsert=True)
+        self._db["state"].update_one({"_id": "track_id"}, {"$setOnInsert": {"last": 0}}, upsert=True)
+        self._db["state"].update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn driver errors into one-line CatalogErrors that name the catalog."""
+        try:
+            yield
+        except CatalogError:
+            raise
+        except Exception as exc:
+            import pymongo.errors
+
+            if isinstance(exc, pymongo.errors.PyMongoError) or type(exc).__module__.startswith("mongomock"):
+                raise CatalogError(f"{self.location}: cannot {doing} ({_reason(exc)})") from exc
+            raise
+
+    def close(self) -> None:
+        if not self.uri.startswith(STAND_IN_SCHEME):
+            self._client.close()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[TrackRecord]) -> None:
+        if not records:
+            return
+        from pymongo import ReplaceOne
+
+        now = time.time()
+        keys = [_key(r.path) for r in records]
+        with self._errors("write tracks"):
+            replaced_ok = self._tracks.count_documents({"path": {"$in": keys}, "status": OK}) > 0
+            changed = replaced_ok or any(r.status == OK for r in records)
+            ids = self._assign_ids(records)
+            if changed:
+                self._bump()
+            ops = [
+                ReplaceOne({"path": key}, self._document(rec, key, track_id, now), upsert=True)
+                for rec, key, track_id in zip(records, keys, ids, strict=True)
+            ]
+            self._bulk_write(ops)
+            if changed:
+                self._bump()
+
+    def _assign_ids(self, records: Sequence[TrackRecord]) -> list[int]:
+        """Ids for a batch: kept when given (a copied catalog), else new ones from the counter."""
+        from pymongo import ReturnDocument
+
+        fresh = sum(r.track_id is None for r in records)
+        given = [r.track_id for r in records if r.track_id is not None]
+        if given:
+            self._state.update_one({"_id": "track_id"}, {"$max": {"last": int(max(given))}}, upsert=True)
+        if not fresh:
+            return [int(r.track_id) for r in records if r.track_id is not None]
+        doc = self._state.find_one_and_update(
+            {"_id": "track_id"}, {"$inc": {"last": fresh}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        next_id = int(doc["last"]) - fresh + 1
+        out = []
+        for r in records:
+            if r.track_id is None:
+                out.append(next_id)
+                next_id += 1
+            else:
+                out.append(int(r.track_id))
+        return out
+
+    @staticmethod
+    def _document(rec: TrackRecord, key: Any, track_id: int, now: float) -> dict[str, Any]:
+        from bson.binary import Binary
+
+        doc: dict[str, Any] = {
+            "id": track_id,
+            "path": key,
+            "path_text": _text(rec.path),
+            "content_hash": rec.content_hash,
+            "size": int(rec.size),
+            "mtime": float(rec.mtime),
+            "status": rec.status,
+            "duration": None if rec.duration is None else float(rec.duration),
+            "title": rec.tags.get("title"),
+            "artist": rec.tags.get("artist"),
+            "album": rec.tags.get("album"),
+            "genre": rec.tags.get("genre"),
+            "error": rec.error,
+            "error_reason": rec.error_reason,
+            "feature_version": rec.feature_version,
+            "analysed_at": now if rec.analysed_at is None else float(rec.analysed_at),
+            "vector": None,
+            "dim": None,
+        }
+        if rec.vector is not None:
+            doc["vector"] = Binary(_blob(rec.vector))
+            doc["dim"] = int(np.size(rec.vector))
+        if rec.status == OK and rec.segments is not None and rec.segment_starts is not None:
+            segments = np.atleast_2d(rec.segments)
+            doc["seg_n"] = int(len(rec.segment_starts))
+            doc["seg_dim"] = int(segments.shape[1]) if segments.size else 0
+            doc["seg_starts"] = Binary(_blob(rec.segment_starts))
+            doc["seg_vectors"] = Binary(_blob(segments))
+        return doc
+
+    def _bulk_write(self, ops: list[Any]) -> None:
+        """One ordered bulk write (one round trip); the stand-in applies the replacements one by one.
+
+        mongomock 4.3's ``bulk_write`` does not accept the operation objects of pymongo 4.9+.
+        """
+        if not self.uri.startswith(STAND_IN_SCHEME):
+            self._tracks.bulk_write(ops, ordered=True)
+            return
+        for op in ops:
+            self._tracks.replace_one(op._filter, op._doc, upsert=op._upsert)
+
+    def _bump(self) -> None:
+        self._meta.update_one({"_id": "revision"}, {"$inc": {"value": 1}}, upsert=True)
+
+    def remove(self, paths: Iterable[str]) -> int:
+        keys = [_key(p) for p in paths]
+        removed = 0
+        with self._errors("remove tracks"):
+            for start in range(0, len(keys), 1000):
+                removed += self._tracks.delete_many({"path": {"$in": keys[start : start + 1000]}}).deleted_count
+            if removed:
+                self._bump()
+        return removed
+
+    def set_meta(self, key: str, value: str) -> None:
+        stored: Any = value
+        if key == "revision":  # kept as a number so that writers can increment it atomically
+            try:
+                stored = int(value)
+            except ValueError as exc:
+                raise CatalogError(f"{self.location}: revision must be an integer, got {value!r}") from exc
+        with self._errors("write meta"):
+            self._meta.update_one({"_id": key}, {"$set": {"value": stored}}, upsert=True)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._errors("read meta"):
+            doc = self._meta.find_one({"_id": key})
+        return None if doc is None else str(doc["value"])
+
+    def meta_items(self) -> dict[str, str]:
+        with self._errors("read meta"):
+            return {str(d["_id"]): str(d["value"]) for d in self._meta.find().sort("_id", 1)}
+
+    def revision(self) -> int:
+        return int(self.get_meta("revision") or 0)
+
+    def file_states(self) -> dict[str, FileState]:
+        projection = {"_id": 0, "path": 1, "size": 1, "mtime": 1, "content_hash": 1, "status": 1, "feature_version": 1}
+        out: dict[str, FileState] = {}
+        with self._errors("read tracks"):
+            for d in self._tracks.find({}, projection):
+                path = os.fsdecode(bytes(d["path"]))
+                out[path] = FileState(
+                    path=path,
+                    size=d["size"],
+                    mtime=d["mtime"],
+                    content_hash=d["content_hash"],
+                    status=d["status"],
+                    feature_version=d.get("feature_version"),
+                )
+        return out
+
+    def find_analysis(self, content_hash: str, feature_version: int) -> TrackRecord | None:
+        with self._errors("read tracks"):
+            d = self._tracks.find_one(
+                {"content_hash": content_hash, "status": OK, "feature_version": feature_version}, sort=[("id", 1)]
+            )
+        if d is None:
+            return None
+        starts = segments = None
+        if d.get("seg_starts") is not None:
+            starts = _floats(d["seg_starts"])
+            segments = _floats(d["seg_vectors"]).reshape(d["seg_n"], -1)
+        return TrackRecord(
+            path=os.fsdecode(bytes(d["path"])),
+            content_hash=d["content_hash"],
+            size=d["size"],
+            mtime=d["mtime"],
+            status=OK,
+            duration=d.get("duration"),
+            tags={k: d[k] for k in ("title", "artist", "album", "genre") if d.get(k)},
+            feature_version=d["feature_version"],
+            vector=_floats(d["vector"]),
+            segments=segments,
+            segment_starts=starts,
+        )
+
+    def stats(self, feature_version: int) -> CatalogStats:
+        current = {"status": OK, "feature_version": feature_version}
+        with self._errors("read statistics"):
+            ok = self._tracks.count_documents(current)
+            failed = self._tracks.count_documents({"status": "failed"})
+            stale = self._tracks.count_documents({"status": OK, "feature_version": {"$ne": feature_version}})
+            total = list(
+                self._tracks.aggregate(
+                    [{"$match": current}, {"$group": {"_id": None, "seconds": {"$sum": "$duration"}}}]
+                )
+            )
+        return CatalogStats(
+            tracks=ok,
+            failed=failed,
+            stale=stale,
+            seconds=float(total[0]["seconds"] or 0.0) if total else 0.0,
+            revision=self.revision(),
+        )
+
+    def get(self, track_id: int) -> Track | None:
+        with self._errors("read a track"):
+            d = self._tracks.find_one({"id": int(track_id)}, _TRACK_PROJECTION)
+        return _track(d) if d else None
+
+    def get_by_path(self, path: str) -> Track | None:
+        with self._errors("read a track"):
+            d = self._tracks.find_one({"path": _key(path)}, _TRACK_PROJECTION)
+        return _track(d) if d else None
+
+    @staticmethod
+    def _filter(status: str | None, query: str | None) -> dict[str, Any]:
+        where: dict[str, Any] = {}
+        if status is not None:
+            where["status"] = status
+        if query:
+            pattern = {"$regex": re.escape(query), "$options": "i"}
+            where["$or"] = [{name: pattern} for name in _SEARCHED]
+        return where
+
+    def tracks(
+        self, *, status: str | None = OK, query: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> list[Track]:
+        with self._errors("read tracks"):
+            cursor = self._tracks.find(self._filter(status, query), _TRACK_PROJECTION).sort("id", 1).skip(int(offset))
+            if limit == 0:
+                return []
+            if limit is not None and limit > 0:  # a negative limit means none, as in SQLite
+                cursor = cursor.limit(int(limit))
+            return [_track(d) for d in cursor]
+
+    def count(self, *, status: str | None = OK, query: str | None = None) -> int:
+        with self._errors("count tracks"):
+            return int(self._tracks.count_documents(self._filter(status, query)))
+
+    def iter_vectors(
+        self, feature_version: int, *, chunk: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        last = 0
+        while True:
+            with self._errors("read vectors"):
+                docs = list(
+                    self._tracks.find(
+                        {"status": OK, "feature_version": feature_version, "id": {"$gt": last}},
+                        {"_id": 0, "id": 1, "vector": 1},
+                    )
+                    .sort("id", 1)
+                    .limit(chunk)
+                )
+            if not docs:
+                return
+            ids = np.array([d["id"] for d in docs], dtype=np.int64)
+            yield ids, np.stack([_floats(d["vector"]) for d in docs])
+            last = int(ids[-1])
+
+    def iter_segments(self, feature_version: int, *, chunk: int = 1024) -> Iterator[list[Segments]]:
+        last = 0
+        while True:
+            with self._errors("read segments"):
+                docs = list(
+                    self._tracks.find(
+                        {"status": OK, "feature_version": feature_version, "id": {"$gt": last}, "seg_starts": {"$ne": None}},
+                        {"_id": 0, "id": 1, "seg_n": 1, "seg_starts": 1, "seg_vectors": 1},
+                    )
+                    .sort("id", 1)
+                    .limit(chunk)
+                )
+            if not docs:
+                return
+            yield [
+                Segments(
+                    track_id=d["id"],
+                    starts=_floats(d["seg_starts"]),
+                    vectors=_floats(d["seg_vectors"]).reshape(d["seg_n"], -1),
+                )
+                for d in docs
+            ]
+            last = int(docs[-1]["id"])
+
+    def vectors(self, track_ids: Sequence[int]) -> np.ndarray:
+        ids = [int(i) for i in track_ids]
+        found: dict[int, np.ndarray] = {}
+        with self._errors("read vectors"):
+            for start in range(0, len(ids), 1000):
+                part = ids[start : start + 1000]
+                for d in self._tracks.find({"id": {"$in": part}, "vector": {"$ne": None}}, {"_id": 0, "id": 1, "vector": 1}):
+                    found[d["id"]] = _floats(d["vector"])
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise CatalogError(f"{self.location}: no vector for track ids {missing[:5]}")
+        return np.stack([found[i] for i in ids]) if ids else np.zeros((0, 0), dtype=np.float32)
+
+    def check(self) -> list[str]:
+        problems: list[str] = []
+        with self._errors("check the catalog"):
+            indexes = self._tracks.index_information()
+            for name, field in (("path_unique", "path"), ("id_unique", "id")):
+                if not indexes.get(name, {}).get("unique"):
+                    problems.append(f"tracks: the unique index on {field} is missing")
+            lacking = self._tracks.count_documents({"status": OK, "$or": [{"vector": None}, {"seg_starts": None}]})
+            if lacking:
+                problems.append(f"{lacking} analysed tracks lack a vector or segments")
+            # Lengths as written (``dim``, ``seg_dim``), grouped on the server: no blob leaves it.
+            shapes = self._tracks.aggregate(
+                [
+                    {"$match": {"status": OK}},
+                    {"$group": {"_id": "$feature_version", "dims": {"$addToSet": "$dim"}, "seg_dims": {"$addToSet": "$seg_dim"}}},
+                ]
+            )
+            for group in shapes:
+                if len(group["dims"]) > 1:
+                    problems.append(f"feature version {group['_id']}: vectors of {len(group['dims'])} different lengths")
+                if len(group["seg_dims"]) > 1:
+                    problems.append(f"feature version {group['_id']}: segments of {len(group['seg_dims'])} different lengths")
+            top = list(self._tracks.find({}, {"_id": 0, "id": 1}).sort("id", -1).limit(1))
+            counter = self._state.find_one({"_id": "track_id"})
+            last = int(counter["last"]) if counter else 0
+            if top and int(top[0]["id"]) > last:
+                problems.append(f"the track id counter ({last}) is behind the largest id ({top[0]['id']})")
+            if self._meta.find_one({"_id": "revision"}) is None:
+                problems.append("meta: the revision counter is missing")
+        return problems
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful part of a driver error, on one line."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # Server selection errors append timeouts and a topology dump to the cause.
+    text = re.sub(r" \(configured timeouts:[^)]*\)", "", text).split(", Timeout:")[0]
+    return text if len(text) < 300 else text[:297] + "..."

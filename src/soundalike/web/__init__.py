@@ -1,0 +1,216 @@
+"""The web app: upload a song, hear what sounds like it; and the same through a JSON API.
+
+:func:`create_app` is the application factory (``soundalike serve`` runs it under waitress). Two
+blueprints: :mod:`soundalike.web.pages` (server-rendered HTML) and :mod:`soundalike.web.api` (JSON,
+documented by :mod:`soundalike.web.openapi` at ``/api/openapi.json``).
+
+Configuration keys (``test_config`` or the defaults from :class:`~soundalike.settings.Settings`):
+
+========================  ==============================================================
+``SOUNDALIKE_LIBRARY``    library folder; its ``index.json`` is watched for new indexes
+``SOUNDALIKE_CATALOG``    an open :class:`~soundalike.catalog.Catalog` (else opened here)
+``SOUNDALIKE_INDEX``      a loaded :class:`~soundalike.index.bundle.LibraryIndex` or None
+``SOUNDALIKE_K``          default number of recommendations
+``SOUNDALIKE_MAX_DURATION``  longest upload accepted, in seconds
+``SOUNDALIKE_INDEX_CHECK_S``  seconds between looks for a newly published index
+``SOUNDALIKE_RESULT_TTL_S``   how long an upload's results page (and its clip) is kept
+``SOUNDALIKE_PER_PAGE``   tracks per library page (default 50)
+``MAX_CONTENT_LENGTH``    largest request body in bytes (default ``max_upload_mb``)
+========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, NotFound
+
+from soundalike.errors import (
+    AudioError,
+    CatalogError,
+    EmptyLibraryError,
+    IndexMismatchError,
+    NotAudioError,
+    SoundalikeError,
+    TrackNotFoundError,
+)
+from soundalike.web.common import EXTENSION, Shared
+from soundalike.web.state import LiveIndex, PictureCache, ResultStore
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+# Pages load only their own script, styles, pictures and audio; the bars use inline style widths.
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "media-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+__all__ = ["create_app"]
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the Flask application.
+
+    Parameters
+    ----------
+    test_config : mapping, optional
+        Configuration overriding the defaults (see the module docstring). Without
+        ``SOUNDALIKE_CATALOG``, the catalog of ``SOUNDALIKE_LIBRARY`` (or of the library the settings
+        name) is opened and its index loaded, rebuilt if the catalog changed, as the CLI does.
+
+    Returns
+    -------
+    Flask
+
+    Raises
+    ------
+    CatalogError
+        When no catalog object is given and the library has none.
+    """
+    from soundalike.settings import load_settings
+
+    app = Flask(__name__)
+    config = dict(test_config or {})
+    settings = None
+    if "SOUNDALIKE_CATALOG" not in config or "MAX_CONTENT_LENGTH" not in config:
+        settings = load_settings({"library": config.get("SOUNDALIKE_LIBRARY")})
+    app.config.from_mapping(
+        SOUNDALIKE_LIBRARY=settings.library if settings else None,
+        SOUNDALIKE_K=settings.k if settings else 10,
+        SOUNDALIKE_MAX_DURATION=settings.max_duration if settings else 1800.0,
+        SOUNDALIKE_INDEX_CHECK_S=1.0,
+        SOUNDALIKE_RESULT_TTL_S=1800.0,
+        SOUNDALIKE_PER_PAGE=50,
+        MAX_CONTENT_LENGTH=int((settings.max_upload_mb if settings else 50.0) * MB),
+        JSON_SORT_KEYS=False,
+    )
+    app.config.from_mapping(config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    if "SOUNDALIKE_CATALOG" in config:
+        catalog = config["SOUNDALIKE_CATALOG"]
+        index = config.get("SOUNDALIKE_INDEX")
+    else:
+        assert settings is not None
+        catalog, index = _load_library(settings)
+    live = LiveIndex(
+        catalog,
+        index,
+        library=app.config["SOUNDALIKE_LIBRARY"],
+        max_duration=float(app.config["SOUNDALIKE_MAX_DURATION"]),
+        check_every=float(app.config["SOUNDALIKE_INDEX_CHECK_S"]),
+    )
+    app.extensions[EXTENSION] = Shared(
+        live,
+        default_k=int(app.config["SOUNDALIKE_K"]),
+        results=ResultStore(ttl=float(app.config["SOUNDALIKE_RESULT_TTL_S"])),
+        pictures=PictureCache(),
+    )
+
+    from soundalike.web import api, pages
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp, url_prefix="/api")
+    _register_errors(app)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", _CSP)
+        return response
+
+    return app
+
+
+def _load_library(settings: Any) -> tuple[Any, Any]:
+    """Open the catalog and load (or rebuild) the index the way the CLI does."""
+    from soundalike.catalog import open_catalog
+    from soundalike.index import bundle
+
+    catalog = open_catalog(settings.library, settings.catalog, create=False)
+    try:
+        index, _ = bundle.ensure(settings.library, catalog, backend=settings.index, weights=settings.family_weights)
+    except EmptyLibraryError:
+        index = None
+    return catalog, index
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+_TITLES = {
+    400: "That request did not make sense",
+    404: "Not found",
+    405: "Not allowed",
+    413: "That file is too large",
+    415: "That is not an audio file we can read",
+    416: "That range is outside the file",
+    422: "That audio file cannot be analysed",
+    503: "Nothing to search yet",
+}
+
+
+def _wants_json() -> bool:
+    if request.path.startswith("/api/") or request.path == "/api":
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def _status_of(exc: SoundalikeError) -> int:
+    if isinstance(exc, NotAudioError):
+        return 415
+    if isinstance(exc, AudioError):
+        return 422
+    if isinstance(exc, TrackNotFoundError):
+        return 404
+    if isinstance(exc, EmptyLibraryError | IndexMismatchError | CatalogError):
+        return 503
+    return 400
+
+
+def error_response(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    """A JSON (API, or when asked for) or HTML error answer."""
+    if _wants_json():
+        response = jsonify({"error": message, "status": status})
+    else:
+        html = render_template("error.html", status=status, title=_TITLES.get(status, "Something went wrong"), message=message)
+        response = Response(html, mimetype="text/html")
+    response.status_code = status
+    for name, value in headers or []:
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 404 and message == NotFound.description:
+            message = f"nothing at {request.path[:200]}"
+        if status == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            message = f"the upload is larger than the {limit / MB:g} MB limit" if limit else message
+        if status == 416:
+            message = f"the range {request.headers.get('Range', '')[:80]!r} lies outside the file"
+        headers = list(exc.get_headers()) if status in (405, 416) else None
+        return error_response(status, message, headers)
+
+    @app.errorhandler(SoundalikeError)
+    def _expected(exc: SoundalikeError) -> Response:
+        status = _status_of(exc)
+        log.info("%s %s: %d %s", request.method, request.path, status, exc)
+        return error_response(status, str(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error: the server could not answer this request (see its log)")
+

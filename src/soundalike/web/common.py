@@ -1,0 +1,179 @@
+"""Helpers shared by the API and the pages: request validation, track lookup, audio responses."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+from typing import Any
+
+from flask import Flask, Response, current_app, send_file, url_for
+from werkzeug.exceptions import BadRequest, NotFound
+
+from soundalike.catalog import Track
+from soundalike.errors import EmptyLibraryError
+from soundalike.recommend import Recommender
+from soundalike.settings import FAMILIES
+from soundalike.web.state import LiveIndex, PictureCache, ResultStore
+
+ASPECTS = ("all", *FAMILIES)
+MAX_K = 100
+PER_PAGE = 50
+MAX_PER_PAGE = 200
+MAX_PAGE = 1_000_000
+MAX_TRACK_ID = 2**63 - 1
+EMPTY_LIBRARY = "no tracks yet — run `soundalike ingest PATH` to analyse some music"
+EXTENSION = "soundalike"
+
+
+class Shared:
+    """Everything the app shares between requests (stored in ``app.extensions['soundalike']``)."""
+
+    def __init__(self, live: LiveIndex, *, default_k: int, results: ResultStore, pictures: PictureCache) -> None:
+        self.live = live
+        self.default_k = default_k
+        self.results = results
+        self.pictures = pictures
+
+    @property
+    def catalog(self) -> Any:
+        return self.live.catalog
+
+
+def shared(app: Flask | None = None) -> Shared:
+    """The :class:`Shared` state of ``app`` (default: the current app)."""
+    value: Shared = (app or current_app).extensions[EXTENSION]
+    return value
+
+
+def recommender() -> Recommender:
+    """The current recommender.
+
+    Raises
+    ------
+    EmptyLibraryError
+        When the library has no index yet.
+    """
+    rec = shared().live.get()
+    if rec is None:
+        raise EmptyLibraryError(EMPTY_LIBRARY)
+    return rec
+
+
+def parse_int(value: str | None, name: str, *, default: int, low: int, high: int) -> int:
+    """A whole number from a query or form field, within ``[low, high]``.
+
+    Raises
+    ------
+    BadRequest
+        With a message naming the field, the accepted range and what was sent.
+    """
+    if value is None or value.strip() == "":
+        return default
+    text = value.strip()
+    if not re.fullmatch(r"[+-]?\d{1,12}", text) or not low <= int(text) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, got {value[:40]!r}")
+    return int(text)
+
+
+def parse_k(value: str | None, default: int) -> int:
+    return parse_int(value, "k", default=min(max(default, 1), MAX_K), low=1, high=MAX_K)
+
+
+def parse_aspect(value: str | None) -> str:
+    if value is None or value.strip() == "":
+        return "all"
+    if value.strip() not in ASPECTS:
+        raise BadRequest(f"unknown aspect {value[:40]!r}; expected one of {', '.join(ASPECTS)}")
+    return value.strip()
+
+
+def get_track(track_id: int) -> Track:
+    """The catalog track with this id.
+
+    Raises
+    ------
+    NotFound
+    """
+    track = shared().catalog.get(track_id) if 0 < track_id <= MAX_TRACK_ID else None
+    if track is None:
+        raise NotFound(f"no track {track_id} in the catalog")
+    return track
+
+
+def track_dict(track: Track) -> dict[str, Any]:
+    """The JSON form of a catalog track."""
+    return {
+        "id": track.id,
+        "path": track.display_path,
+        "file_name": file_name(track),
+        "title": track.title,
+        "artist": track.artist,
+        "album": track.album,
+        "genre": track.genre,
+        "duration": round(track.duration, 3) if track.duration is not None else None,
+        "status": track.status,
+        "error": track.error,
+        "error_reason": track.error_reason,
+        "feature_version": track.feature_version,
+        "audio_url": url_for("api.track_audio", track_id=track.id),
+        "page_url": url_for("pages.track", track_id=track.id),
+    }
+
+
+def file_name(track: Track) -> str:
+    return os.path.basename(track.display_path)
+
+
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"fLaC", "audio/flac"),
+    (0, b"\x1aE\xdf\xa3", "audio/webm"),
+    (4, b"ftyp", "audio/mp4"),
+)
+
+
+def sniff_mimetype(head: bytes, fallback_name: str = "") -> str:
+    """The audio media type of a file from its first bytes (its name only when they say nothing)."""
+    for offset, magic, mimetype in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return mimetype
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "audio/aiff"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return "audio/aac"  # ADTS
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "audio/mpeg"  # MPEG audio frame sync without an ID3 tag
+    guessed, _ = mimetypes.guess_type(fallback_name)
+    return guessed if guessed and guessed.startswith("audio/") else "application/octet-stream"
+
+
+def send_track_audio(track: Track) -> Response:
+    """Stream a catalog track's file with HTTP Range support.
+
+    Only the path stored in the catalog is opened; nothing from the request reaches the file system.
+
+    Raises
+    ------
+    NotFound
+        When the file is gone from disk or cannot be read.
+    """
+    try:
+        with open(track.path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise NotFound(f"track {track.id}: its file {track.display_path} cannot be read ({exc.strerror})") from exc
+    mimetype = sniff_mimetype(head, track.display_path)
+    try:
+        return send_file(
+            track.path,
+            mimetype=mimetype,
+            conditional=True,
+            download_name=f"{track.id}-{file_name(track)}",
+            max_age=3600,
+        )
+    except OSError as exc:
+        raise NotFound(f"track {track.id}: its file {track.display_path} cannot be read ({exc.strerror})") from exc

@@ -1,0 +1,315 @@
+"""The OpenAPI 3.1 description of the JSON API, served at ``/api/openapi.json``.
+
+``tests/web`` validates it with openapi-spec-validator, checks that its paths are exactly the app's
+``/api`` routes, and checks real answers against its schemas.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from soundalike import __version__
+from soundalike.settings import FAMILIES
+
+ASPECT_ENUM = ["all", *FAMILIES]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_TRACK_ID = {
+    "name": "track_id",
+    "in": "path",
+    "required": True,
+    "description": "Catalog track id (a positive whole number).",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_K = {
+    "name": "k",
+    "in": "query",
+    "description": "How many tracks to return in each list.",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+}
+_ASPECT = {
+    "name": "aspect",
+    "in": "query",
+    "description": "Which kind of similarity: all feature families, or one of them.",
+    "schema": {"type": "string", "enum": ASPECT_ENUM, "default": "all"},
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "status"],
+        "properties": {
+            "error": {"type": "string", "description": "What went wrong, naming the file, track or field."},
+            "status": {"type": "integer", "description": "The HTTP status code."},
+        },
+    },
+    "Aspects": {
+        "type": "object",
+        "description": "Closeness per feature family, (1 + cosine) / 2, in [0, 1].",
+        "required": list(FAMILIES),
+        "properties": {f: {"type": "number", "minimum": 0, "maximum": 1} for f in FAMILIES},
+        "additionalProperties": False,
+    },
+    "Recommendation": {
+        "type": "object",
+        "required": ["rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects"],
+        "properties": {
+            "rank": {"type": "integer", "minimum": 1},
+            "track_id": {"type": "integer"},
+            "path": {"type": "string"},
+            "title": {"type": ["string", "null"]},
+            "artist": {"type": ["string", "null"]},
+            "similarity": {"type": "number", "minimum": 0, "maximum": 1, "description": "(1 + c) / 2; 0.5 means unrelated."},
+            "distance": {"type": "number", "minimum": 0, "maximum": 2, "description": "sqrt(2 - 2c)."},
+            "aspects": _ref("Aspects"),
+        },
+        "additionalProperties": False,
+    },
+    "Recommendations": {
+        "type": "object",
+        "description": "Exactly what `soundalike query|similar --json` prints.",
+        "required": ["query", "results", "least_similar"],
+        "properties": {
+            "query": {
+                "type": "object",
+                "required": ["type", "path", "aspect", "k"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["file", "track"]},
+                    "path": {"type": "string"},
+                    "track_id": {"type": "integer"},
+                    "title": {"type": ["string", "null"]},
+                    "artist": {"type": ["string", "null"]},
+                    "duration": {"type": "number"},
+                    "format": {"type": "string"},
+                    "aspect": {"type": "string", "enum": ASPECT_ENUM},
+                    "k": {"type": "integer"},
+                },
+            },
+            "results": {"type": "array", "items": _ref("Recommendation")},
+            "least_similar": {"type": "array", "items": _ref("Recommendation")},
+        },
+        "additionalProperties": False,
+    },
+    "Track": {
+        "type": "object",
+        "required": ["id", "path", "file_name", "status", "audio_url", "page_url"],
+        "properties": {
+            "id": {"type": "integer"},
+            "path": {"type": "string"},
+            "file_name": {"type": "string"},
+            "title": {"type": ["string", "null"]},
+            "artist": {"type": ["string", "null"]},
+            "album": {"type": ["string", "null"]},
+            "genre": {"type": ["string", "null"]},
+            "duration": {"type": ["number", "null"], "description": "Seconds."},
+            "status": {"type": "string", "enum": ["ok", "failed"]},
+            "error": {"type": ["string", "null"]},
+            "error_reason": {"type": ["string", "null"]},
+            "feature_version": {"type": ["integer", "null"]},
+            "audio_url": {"type": "string"},
+            "page_url": {"type": "string"},
+        },
+        "additionalProperties": False,
+    },
+    "TrackPage": {
+        "type": "object",
+        "required": ["query", "status", "page", "per_page", "total", "pages", "tracks"],
+        "properties": {
+            "query": {"type": "string"},
+            "status": {"type": "string", "enum": ["ok", "failed", "all"]},
+            "page": {"type": "integer", "minimum": 1},
+            "per_page": {"type": "integer", "minimum": 1},
+            "total": {"type": "integer", "minimum": 0},
+            "pages": {"type": "integer", "minimum": 1},
+            "tracks": {"type": "array", "items": _ref("Track")},
+        },
+        "additionalProperties": False,
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "version", "feature_version", "tracks", "failures", "index_backend", "index"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "empty"], "description": "`empty`: nothing analysed yet."},
+            "version": {"type": "string"},
+            "feature_version": {"type": "integer"},
+            "tracks": {"type": "integer", "description": "Analysed tracks in the library."},
+            "failures": {"type": "integer"},
+            "hours": {"type": "number"},
+            "index_backend": {"type": ["string", "null"], "enum": ["scann", "annoy", "exact", None]},
+            "index": {
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "required": ["backend", "tracks", "feature_version", "up_to_date"],
+                        "properties": {
+                            "backend": {"type": "string"},
+                            "tracks": {"type": "integer"},
+                            "segments": {"type": "integer"},
+                            "feature_version": {"type": "integer"},
+                            "catalog_revision": {"type": "integer"},
+                            "up_to_date": {"type": "boolean"},
+                            "built_at": {"type": ["number", "null"]},
+                        },
+                    },
+                ]
+            },
+        },
+    },
+}
+
+_PATHS: dict[str, Any] = {
+    "/api/recommend": {
+        "post": {
+            "operationId": "recommend",
+            "summary": "Tracks that sound like an uploaded audio file",
+            "description": "The file is recognised by decoding its content (any format FFmpeg reads), "
+            "analysed in memory and discarded.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                                "aspect": {"type": "string", "enum": ASPECT_ENUM, "default": "all"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("Recommendations", "Recommendations"),
+                "400": _error("No file, or a bad `k` or `aspect`"),
+                "413": _error("The upload is larger than the configured limit (default 50 MB)"),
+                "415": _error("Not an audio file"),
+                "422": _error("An audio file that cannot be analysed (empty, corrupt, truncated, too short, too long, silent)"),
+                "503": _error("The library has no tracks yet"),
+            },
+        }
+    },
+    "/api/tracks": {
+        "get": {
+            "operationId": "listTracks",
+            "summary": "Browse or search the catalog",
+            "parameters": [
+                {
+                    "name": "q",
+                    "in": "query",
+                    "description": "Text found in the title, artist, album, genre or path.",
+                    "schema": {"type": "string"},
+                },
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                },
+                {
+                    "name": "status",
+                    "in": "query",
+                    "description": "Analysed tracks (`ok`, default), failures, or both.",
+                    "schema": {"type": "string", "enum": ["ok", "failed", "all"], "default": "ok"},
+                },
+            ],
+            "responses": {"200": _json("One page of tracks", "TrackPage"), "400": _error("Bad `page`, `per_page` or `status`")},
+        }
+    },
+    "/api/tracks/{track_id}": {
+        "get": {
+            "operationId": "getTrack",
+            "summary": "One catalog track",
+            "parameters": [_TRACK_ID],
+            "responses": {"200": _json("The track", "Track"), "404": _error("No such track")},
+        }
+    },
+    "/api/tracks/{track_id}/similar": {
+        "get": {
+            "operationId": "similarTracks",
+            "summary": "Tracks that sound like a catalog track (never itself or byte-identical copies)",
+            "parameters": [_TRACK_ID, _K, _ASPECT],
+            "responses": {
+                "200": _json("Recommendations", "Recommendations"),
+                "400": _error("Bad `k` or `aspect`"),
+                "404": _error("No such track, or it failed analysis"),
+                "503": _error("The library has no tracks yet"),
+            },
+        }
+    },
+    "/api/tracks/{track_id}/audio": {
+        "get": {
+            "operationId": "trackAudio",
+            "summary": "The track's audio file, streamed; supports HTTP Range requests",
+            "parameters": [
+                _TRACK_ID,
+                {"name": "Range", "in": "header", "schema": {"type": "string"}, "example": "bytes=0-1023"},
+            ],
+            "responses": {
+                "200": {"description": "The whole file", "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}}},
+                "206": {"description": "The requested byte range", "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}}},
+                "404": _error("No such track, or its file is gone"),
+                "416": _error("The range lies outside the file"),
+            },
+        }
+    },
+    "/api/tracks/{track_id}/segments.csv": {
+        "get": {
+            "operationId": "trackSegments",
+            "summary": "For each 5-second window of the track, the best-matching windows of other tracks",
+            "parameters": [_TRACK_ID],
+            "responses": {
+                "200": {
+                    "description": "CSV: query_start_s,query_end_s,track_id,path,track_start_s,track_end_s,similarity",
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                "404": _error("No such track, or it failed analysis"),
+                "503": _error("The library has no tracks yet"),
+            },
+        }
+    },
+    "/api/health": {
+        "get": {
+            "operationId": "health",
+            "summary": "Library size, index backend and feature version",
+            "responses": {"200": _json("State of the library", "Health")},
+        }
+    },
+    "/api/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1 document", "content": {"application/json": {"schema": {"type": "object"}}}}},
+        }
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "soundalike",
+            "version": __version__,
+            "description": "Recommend music that sounds alike. Similarities are (1 + cosine) / 2 in [0, 1]; "
+            "errors are JSON `{error, status}` with a 4xx code for bad input.",
+        },
+        "paths": copy.deepcopy(_PATHS),
+        "components": {"schemas": copy.deepcopy(_SCHEMAS)},
+    }

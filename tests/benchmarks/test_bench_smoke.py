@@ -1,0 +1,76 @@
+"""Every benchmark runs in its tiniest configuration and fills its tables (no timing is asserted)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import analysis, common, endtoend, ingest, search
+
+
+def _rendered(section: common.Section) -> str:
+    text = common.render([section], {"date": "today", "cpu": "test"}, mode="smoke", seconds=1.0)
+    for table in section.tables:
+        assert table.rows, f"{table.title}: no rows"
+        assert all(len(row) == len(table.columns) for row in table.rows)
+        assert table.title in text
+    return text
+
+
+def test_analysis_times_every_stage_and_the_naive_implementation_matches(bench_cache):
+    config = analysis.AnalysisConfig(clips=1, full_tracks=1, full_seconds=12.0, repeats=1, librosa_clips=1)
+    section = analysis.run(bench_cache, config)
+    _rendered(section)
+    for files in ("clips", "full"):
+        stages = section.raw[files]["stages"]
+        assert set(stages) == {key for key, _ in analysis.STAGES}
+        assert all(s["per_track"] > 0 for key, s in stages.items() if key != "resampling")  # a difference
+        assert section.raw[files]["deviation"] <= 1.0  # the optimised features equal the naive ones
+    assert section.raw["full"]["audio_seconds"] == pytest.approx(12.0, abs=0.1)
+    assert [t.name for t in section.targets] == [
+        "whole tracks: full analysis ≥ 500× real time on one core",
+        "whole tracks: full analysis within 3× of decode-only",
+    ]
+
+
+def test_ingest_analyses_the_whole_library_with_each_runner(bench_cache):
+    section = ingest.run(bench_cache, ingest.IngestConfig(tracks=4, seconds=4.0, workers=(1, 2)))
+    _rendered(section)
+    runs = section.raw["runs"]
+    assert set(runs) == {"serial", "1", "2"}
+    assert all(r["tracks"] == 4 and r["failed"] == 0 for r in runs.values())
+    assert len(section.tables[0].rows) == 3
+
+
+def test_search_measures_every_backend_against_exact(bench_cache):
+    config = search.SearchConfig(
+        sizes=(2000,), queries=20, tune_queries=20, latency_queries=20, at_scale=2000, library_builds=(300,),
+        real_clips=12, fresh_processes=False,
+    )  # fmt: skip
+    section = search.run(bench_cache, config)
+    text = _rendered(section)
+    results = {r["label"]: r for r in section.raw["results"]}
+    assert set(results) == {"exact", "scann", "annoy"}
+    assert results["exact"]["default"]["recall"] == 1.0
+    for label in ("scann", "annoy"):
+        for which in ("default", "tuned"):
+            if which in results[label]:
+                assert 0.0 <= results[label][which]["recall"] <= 1.0
+                assert results[label][which]["qps"] > 0
+    assert section.raw["scale"]["files"]["vectors.npy"] > 2000 * 389 * 4
+    assert "100-million-track deployment" in text
+    assert [m["tracks"] for m in section.raw["libraries"]] == [300]
+    shapes = section.raw["shapes"]
+    assert all(math.isfinite(v) for s in shapes.values() for v in s.values())
+
+
+def test_end_to_end_answers_every_upload_over_http(bench_cache):
+    config = endtoend.EndToEndConfig(
+        tracks=300, sequential=2, clients=2, per_client=1, in_process=1, real_clips=12, fresh_processes=False
+    )
+    section = endtoend.run(bench_cache, config)
+    _rendered(section)
+    assert section.raw["library"]["tracks"] == 300
+    assert [e for _, e in section.raw["sequential"]] == [None, None]
+    assert [e for _, e in section.raw["concurrent"]] == [None, None]
