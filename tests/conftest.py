@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +69,32 @@ def indexes(synth_library: Library, tmp_path_factory: pytest.TempPathFactory) ->
 def recommender(synth_library: Library, indexes: dict[str, LibraryIndex]) -> Recommender:
     """The exact-search recommender over the synthetic library (the reference)."""
     return Recommender(synth_library.catalog, indexes["exact"])
+
+
+def start_ingest_until(args: list[str], db: Path, rows: int, *, batch_size: int = 2) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``soundalike ARGS`` in a subprocess and return once ``db`` holds ``rows`` tracks.
+
+    The process is left running (the caller kills it); returns it and the rows seen. Polls with a
+    deadline rather than sleeping a fixed time.
+    """
+    env = {**os.environ, "SOUNDALIKE_BATCH_SIZE": str(batch_size)}
+    proc = subprocess.Popen([sys.executable, "-m", "soundalike.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    written = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=5) as conn:
+                    written = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+            except sqlite3.OperationalError:
+                written = 0
+            if written >= rows:
+                break
+        time.sleep(0.02)  # polling interval, not synchronisation
+    return proc, written
+
+
+@pytest.fixture
+def ingest_until():
+    """:func:`start_ingest_until` as a fixture, so test modules need not import conftest."""
+    return start_ingest_until

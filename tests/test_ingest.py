@@ -6,9 +6,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -118,26 +115,12 @@ def test_walk_picks_audio_files_and_skips_hidden_and_other_files(tmp_path):
     assert found == ["a.mp3", os.path.join("sub", "b.FLAC"), "notes.txt"]
 
 
-def test_killed_ingest_resumes_without_duplicates_or_losses(synth_library, tmp_path):
+def test_killed_ingest_resumes_without_duplicates_or_losses(synth_library, tmp_path, ingest_until):
     music = tmp_path / "m"
     shutil.copytree(synth_library.music, music)
     library = tmp_path / "lib"
     db = library / "catalog.sqlite"
-    env = {**os.environ, "SOUNDALIKE_BATCH_SIZE": "2"}
-    cmd = [sys.executable, "-m", "soundalike.cli", "--library", str(library), "ingest", str(music), "-j", "1", "-q", "--no-index"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    written = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    written = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
-            except sqlite3.OperationalError:
-                written = 0
-            if written >= 6:
-                break
-        time.sleep(0.05)
+    proc, written = ingest_until(["--library", str(library), "ingest", str(music), "-j", "1", "-q", "--no-index"], db, 6)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 6 <= written < 40, f"the kill came too late to test anything ({written} written)"

@@ -29,9 +29,9 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from soundalike.catalog import FAILED, TrackRecord
+from soundalike.catalog import TrackRecord
 from soundalike.errors import SoundalikeError
-from soundalike.ingest import AnalysisOptions, Candidate, analyse_file
+from soundalike.ingest import AnalysisOptions, Candidate, analyse_file, failed_record
 
 log = logging.getLogger(__name__)
 
@@ -335,30 +335,15 @@ class DaskRunner:
             if isinstance(exc, KilledWorker):
                 deaths = exc.allowed_failures + 1
                 log.warning("%s: killed the Dask worker analysing it %d times; recorded as failed", c.path, deaths)
-                return _failed(
+                return failed_record(
                     c, "crash", f"killed the worker {deaths} times (it crashed or ran out of memory on this file)"
                 )
             log.warning("%s: the Dask task failed: %r", c.path, exc)
-            return _failed(c, "internal", f"analysis failed on the Dask worker: {type(exc).__name__}: {exc}")
+            return failed_record(c, "internal", f"analysis failed on the Dask worker: {type(exc).__name__}: {exc}")
         raise ClusterError(
             f"--dask {self.address}: the cluster dropped the analysis of {c.path} ({fut.status}); "
             "run the same command again to resume"
         )
-
-
-def _failed(c: Candidate, reason: str, message: str) -> TrackRecord:
-    from soundalike.features import FEATURE_VERSION
-
-    return TrackRecord(
-        path=c.path,
-        content_hash="",
-        size=c.size,
-        mtime=c.mtime,
-        status=FAILED,
-        error=message,
-        error_reason=reason,
-        feature_version=FEATURE_VERSION,
-    )
 
 
 def _reason(exc: BaseException) -> str:

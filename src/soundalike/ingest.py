@@ -96,6 +96,22 @@ def content_hash(source: str | os.PathLike[str] | bytes) -> str:
     return digest.hexdigest()
 
 
+def failed_record(candidate: Candidate, reason: str, message: str, digest: str = "") -> TrackRecord:
+    """The catalog record of a file that could not be analysed, with its reason."""
+    from soundalike.features import FEATURE_VERSION
+
+    return TrackRecord(
+        path=candidate.path,
+        content_hash=digest,
+        size=candidate.size,
+        mtime=candidate.mtime,
+        status=FAILED,
+        error=message,
+        error_reason=reason,
+        feature_version=FEATURE_VERSION,
+    )
+
+
 def analyse_file(candidate: Candidate, options: AnalysisOptions, data: bytes | None = None) -> TrackRecord:
     """Hash, decode and analyse one file; never raises for a bad file.
 
@@ -120,16 +136,7 @@ def analyse_file(candidate: Candidate, options: AnalysisOptions, data: bytes | N
     source: str | bytes = path if data is None else data
 
     def failed(reason: str, message: str, digest: str = "") -> TrackRecord:
-        return TrackRecord(
-            path=path,
-            content_hash=digest,
-            size=candidate.size,
-            mtime=candidate.mtime,
-            status=FAILED,
-            error=message,
-            error_reason=reason,
-            feature_version=FEATURE_VERSION,
-        )
+        return failed_record(candidate, reason, message, digest)
 
     if candidate.error:
         return failed("unreadable", candidate.error)
@@ -279,15 +286,7 @@ class ProcessRunner:
                 try:
                     yield solo.submit(analyse_file, c, options).result()
                 except BrokenProcessPool:
-                    yield TrackRecord(
-                        path=c.path,
-                        content_hash="",
-                        size=c.size,
-                        mtime=c.mtime,
-                        status=FAILED,
-                        error="the analyser process crashed on this file (twice)",
-                        error_reason="crash",
-                    )
+                    yield failed_record(c, "crash", "the analyser process crashed on this file (twice)")
 
 
 # -- the driver ------------------------------------------------------------------------------

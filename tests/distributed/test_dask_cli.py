@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 
 import psutil
 from click.testing import CliRunner
@@ -40,25 +36,11 @@ def test_ship_bytes_without_dask_is_a_usage_error(tmp_path):
     assert "--ship-bytes needs --dask" in result.output
 
 
-def test_a_killed_dask_ingest_resumes_without_duplicates_or_losses(cluster, synth_library, tmp_path):
+def test_a_killed_dask_ingest_resumes_without_duplicates_or_losses(cluster, synth_library, tmp_path, ingest_until):
     music = copy_tracks(synth_library, tmp_path / "music", 40)
     library = tmp_path / "lib"
     db = library / "catalog.sqlite"
-    env = {**os.environ, "SOUNDALIKE_BATCH_SIZE": "2"}
-    cmd = [sys.executable, "-m", "soundalike.cli", "--library", str(library), "ingest", str(music), "--dask", "local:2", "-q", "--no-index"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    written = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    written = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
-            except sqlite3.OperationalError:
-                written = 0
-            if written >= 6:
-                break
-        time.sleep(0.02)  # polling interval, not synchronisation
+    proc, written = ingest_until(["--library", str(library), "ingest", str(music), "--dask", "local:2", "-q", "--no-index"], db, 6)
     workers = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
