@@ -420,15 +420,16 @@ def check(ctx: click.Context) -> None:
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8000; 0 picks a free one).")
 @click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Request threads.")
+@click.option("--idle-timeout", type=click.IntRange(min=1), default=30, show_default=True, help="Seconds a connection may send nothing before it is closed.")
+@click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds a request may take to arrive, plus 1 s per 500 bytes received (slow clients are answered 408).")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, threads: int) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, idle_timeout: int, request_timeout: float) -> None:
     """Serve the web app and JSON API with waitress (a production WSGI server)."""
     import signal
 
-    import waitress
-
     from soundalike.errors import EmptyLibraryError
     from soundalike.web import create_app
+    from soundalike.web.server import ServerLimits, create_server
 
     settings = _settings(ctx, host=host, port=port)
     catalog = _open_catalog(settings, create=False)
@@ -439,6 +440,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int) 
         click.echo("no tracks yet: run `soundalike ingest PATH`; the app picks up the index once it is built", err=True)
     if rebuilt:
         click.echo(f"index: rebuilt ({index.backend}, {index.count} tracks) because the catalog changed", err=True)
+    upload_limit = int(settings.max_upload_mb * 1024 * 1024)
     app = create_app(
         {
             "SOUNDALIKE_LIBRARY": settings.library,
@@ -446,11 +448,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int) 
             "SOUNDALIKE_INDEX": index,
             "SOUNDALIKE_K": settings.k,
             "SOUNDALIKE_MAX_DURATION": settings.max_duration,
-            "MAX_CONTENT_LENGTH": int(settings.max_upload_mb * 1024 * 1024),
+            "MAX_CONTENT_LENGTH": upload_limit,
         }
     )
+    limits = ServerLimits(idle_timeout=idle_timeout, request_timeout=request_timeout)
     try:
-        server: Any = waitress.create_server(app, host=settings.host, port=settings.port, threads=threads)
+        # waitress with bounds on slow clients, body and header sizes (see soundalike.web.server)
+        server: Any = create_server(
+            app, host=settings.host, port=settings.port, threads=threads, max_body_bytes=upload_limit, limits=limits
+        )
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc})") from exc
     listening = getattr(server, "effective_listen", None) or [(server.effective_host, server.effective_port)]

@@ -11,6 +11,7 @@ from typing import Any
 
 from soundalike import __version__
 from soundalike.settings import FAMILIES
+from soundalike.web.common import MAX_PAGE
 
 ASPECT_ENUM = ["all", *FAMILIES]
 
@@ -215,7 +216,7 @@ _PATHS: dict[str, Any] = {
                     "description": "Text found in the title, artist, album, genre or path.",
                     "schema": {"type": "string"},
                 },
-                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
                 {
                     "name": "per_page",
                     "in": "query",
