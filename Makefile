@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO ?= demo
 
-.PHONY: demo test lint typecheck bench bench-quick stress clean
+.PHONY: demo test lint typecheck bench bench-quick bench-load stress clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick
+
+## bench-load: 8 clients, 400 mixed requests on a 2,000-track library; writes benchmarks/results/load.md
+bench-load: $(STAMP)
+	$(PY) -m benchmarks --only load
 
 ## stress: the long fault-injection and load tests (minutes)
 stress: $(STAMP)

@@ -14,6 +14,8 @@ ingest         tracks per second for a synthetic library with 1 and 2 worker pro
 search         exact, Annoy and ScaNN at 10k, 100k and 1M vectors: build time, memory, QPS,
                latency, recall@10; and the 1M library index built the way ``bundle`` builds it
 endtoend       ``POST /api/recommend`` of a 30-second MP3 on a 10k-track library over HTTP
+load           8 clients, 400 requests mixing uploads and track-similarity calls on a 2,000-track
+               library (only with ``--only load``, ``make bench-load``: writes ``results/load.md``)
 =============  ==============================================================================
 
 Every figure is an absolute number on the machine described in the results, and where the issue

@@ -1,8 +1,8 @@
 """``python -m benchmarks [--quick] [--only AREA,...] [--out FILE]``: run the benchmarks, write the results.
 
 Full mode writes ``benchmarks/results/latest.md`` (committed) and ``latest.json`` (raw numbers, not
-committed); ``--quick`` writes ``quick.md``/``quick.json``; ``--only`` writes ``partial.md``. The
-markdown is printed as well.
+committed); ``--quick`` writes ``quick.md``/``quick.json``; ``--only`` writes ``partial.md``, except
+``--only load`` (not part of the default run), which writes ``load.md``. The markdown is printed as well.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import traceback
 from benchmarks import CACHE, RESULTS, THREAD_VARIABLES
 
 AREAS = ("analysis", "ingest", "search", "endtoend")
+"""What ``make bench`` runs, in this order."""
+EXTRA_AREAS = ("load",)
+"""Run only when named with ``--only`` (``make bench-load``); each writes its own results file."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under three minutes")
-    parser.add_argument("--only", default=",".join(AREAS), help=f"comma-separated areas from {', '.join(AREAS)}")
+    parser.add_argument("--only", default=",".join(AREAS), help=f"comma-separated areas from {', '.join(AREAS + EXTRA_AREAS)}")
     parser.add_argument("--out", default=None, help="markdown file to write (default: see above)")
     parser.add_argument("--cache", default=str(CACHE), help="folder for generated inputs (reused between runs)")
     parser.add_argument("--tuned", default=None, help="a tuned.json whose ScaNN/Annoy parameters to measure as well")
@@ -36,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
 
     areas = [a.strip() for a in args.only.split(",") if a.strip()]
-    unknown = sorted(set(areas) - set(AREAS))
+    unknown = sorted(set(areas) - set(AREAS + EXTRA_AREAS))
     if unknown:
-        parser.error(f"unknown area(s) {', '.join(unknown)}; expected some of {', '.join(AREAS)}")
+        parser.error(f"unknown area(s) {', '.join(unknown)}; expected some of {', '.join(AREAS + EXTRA_AREAS)}")
 
     from pathlib import Path
 
-    from benchmarks import analysis, endtoend, ingest, search
+    from benchmarks import analysis, endtoend, ingest, load, search
     from benchmarks.common import Section, load_average, machine_info, render, to_json
 
     mode = "quick" if args.quick else "full"
@@ -56,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             cache, search.QUICK if args.quick else search.FULL, tuned=Path(args.tuned) if args.tuned else None
         ),
         "endtoend": lambda: endtoend.run(cache, endtoend.QUICK if args.quick else endtoend.FULL),
+        "load": lambda: load.run(cache),
     }
     started = time.perf_counter()
     sections: list[Section] = []
-    for area in AREAS:
+    for area in AREAS + EXTRA_AREAS:
         if area not in areas:
             continue
         print(f"[benchmarks] {area} …", file=sys.stderr, flush=True)
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.out:
         out = Path(args.out)
+    elif areas == ["load"]:
+        out = RESULTS / "load.md"
     elif set(areas) != set(AREAS):
         out = RESULTS / "partial.md"
     else:
