@@ -41,8 +41,9 @@ def _building(library: Path) -> bool:
 def kill_campaign(pool: list[Path], music: Path, library: Path, *, kills: int, seed: int) -> list[str]:
     """Run ingests and SIGKILL them at varied moments; return a description of each kill point.
 
-    Before each run three more files from ``pool`` join ``music``, so every run has analysis to do,
-    batches to write and an index to rebuild.
+    Before each run up to three more files from ``pool`` join ``music`` (fewer when the pool would
+    not last all ``kills`` runs), so every run has analysis to do, batches to write and an index to
+    rebuild.
     """
     rng = np.random.default_rng(seed)
     db = library / "catalog.sqlite"
@@ -50,8 +51,9 @@ def kill_campaign(pool: list[Path], music: Path, library: Path, *, kills: int, s
     cmd = [sys.executable, "-m", "soundalike.cli", "--library", str(library), "ingest", str(music), "-j", "1", "-q", "--index", "exact"]
     points: list[str] = []
     waiting = list(pool)
+    per_run = max(1, min(3, len(pool) // kills))
     for i in range(kills):
-        for _ in range(3):
+        for _ in range(per_run):
             if waiting:
                 src = waiting.pop(0)
                 shutil.copy(src, music / src.name)
@@ -131,4 +133,5 @@ def test_kill_nine_at_forty_moments_loses_and_doubles_nothing(synth_library, tmp
     points = kill_campaign(pool, music, tmp_path / "library", kills=40, seed=2)
     print("kill points:", points)
     assert sum("batch" in p for p in points) >= 20 and sum("index" in p for p in points) >= 5, points
+    assert sum("finished" in p for p in points) <= 4, f"most runs must really be killed: {points}"
     _finish_and_verify(music, tmp_path / "library")
