@@ -154,6 +154,8 @@ def test_search_matches_tags_and_paths_and_paginates(catalog):
     page = catalog.tracks(query="blue", offset=1, limit=1)
     assert len(page) == 1 and page[0].title == "Blue Moon"
     assert catalog.count(query="100%_") == 0
+    total, rows = catalog.page(query="blue", offset=1, limit=1)
+    assert total == 3 and [t.id for t in rows] == [t.id for t in page]
 
 
 def test_file_states_describe_every_path(catalog):

@@ -65,3 +65,16 @@ def test_each_thread_reads_through_its_own_connection(tmp_path):
     for t in threads:
         t.join()
     assert counts == [5, 5, 5, 5]
+
+
+def test_a_read_transaction_sees_one_snapshot_while_another_process_writes(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    reader, writer = SQLiteCatalog(path), SQLiteCatalog(path)
+    writer.write([ok_record(f"/music/{i}.mp3", i) for i in range(3)])
+    with reader.transaction(write=False):
+        before = reader.count()
+        writer.write([ok_record("/music/new.mp3", 99)])  # commits on its own connection meanwhile
+        assert reader.count() == before == 3
+        assert len(reader.tracks()) == 3
+    assert reader.count() == 4
+    assert reader.page(limit=2)[0] == 4

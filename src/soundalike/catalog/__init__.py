@@ -148,6 +148,12 @@ class Catalog(Protocol):
 
     def count(self, *, status: str | None = OK, query: str | None = None) -> int: ...
 
+    def page(
+        self, *, status: str | None = OK, query: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> tuple[int, list[Track]]:
+        """``(count(...), tracks(...))`` read together, so that a concurrent write cannot make them disagree."""
+        ...
+
     def iter_vectors(
         self, feature_version: int, *, chunk: int = 4096
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -437,6 +437,14 @@ class MongoCatalog:
         with self._errors("count tracks"):
             return int(self._tracks.count_documents(self._filter(status, query)))
 
+    def page(
+        self, *, status: str | None = OK, query: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> tuple[int, list[Track]]:
+        # No snapshot across two reads without a replica-set session: read the page first and never
+        # report fewer tracks than it shows (writes only add or replace tracks between the reads).
+        rows = self.tracks(status=status, query=query, offset=offset, limit=limit)
+        return max(self.count(status=status, query=query), offset + len(rows)), rows
+
     def iter_vectors(
         self, feature_version: int, *, chunk: int = 4096
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -128,12 +128,16 @@ class SQLiteCatalog:
         return conn
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; nested uses join the outermost one."""
+    def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction; nested uses join the outermost one.
+
+        With ``write=False``, a read transaction: every query in it sees the catalog as it was at
+        its first query (WAL snapshot), whatever other processes commit meanwhile.
+        """
         conn = self._conn
         if self._local.depth == 0:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             except sqlite3.Error as exc:
                 raise CatalogError(f"{self.path}: cannot write ({exc})") from exc
         self._local.depth += 1
@@ -352,6 +356,12 @@ class SQLiteCatalog:
     def count(self, *, status: str | None = OK, query: str | None = None) -> int:
         where, params = self._where(status, query)
         return int(self._query(f"SELECT COUNT(*) AS n FROM tracks {where}", params)[0]["n"])
+
+    def page(
+        self, *, status: str | None = OK, query: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> tuple[int, list[Track]]:
+        with self.transaction(write=False):
+            return self.count(status=status, query=query), self.tracks(status=status, query=query, offset=offset, limit=limit)
 
     def iter_vectors(
         self, feature_version: int, *, chunk: int = 4096

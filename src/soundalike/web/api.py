@@ -124,8 +124,7 @@ def tracks() -> Response:
     page = parse_int(request.args.get("page"), "page", default=1, low=1, high=MAX_PAGE)
     default = int(current_app.config.get("SOUNDALIKE_PER_PAGE", PER_PAGE))
     per_page = parse_int(request.args.get("per_page"), "per_page", default=default, low=1, high=MAX_PER_PAGE)
-    total = catalog.count(status=status, query=query)
-    rows = catalog.tracks(status=status, query=query, offset=(page - 1) * per_page, limit=per_page)
+    total, rows = catalog.page(status=status, query=query, offset=(page - 1) * per_page, limit=per_page)
     return jsonify(
         {
             "query": query or "",

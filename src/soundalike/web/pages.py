@@ -172,9 +172,8 @@ def library() -> str:
         raise BadRequest(f"unknown status {status[:40]!r}; expected ok or failed")
     page = parse_int(request.args.get("page"), "page", default=1, low=1, high=MAX_PAGE)
     per_page = int(current_app.config.get("SOUNDALIKE_PER_PAGE", PER_PAGE))
-    total = catalog.count(status=status, query=query or None)
+    total, rows = catalog.page(status=status, query=query or None, offset=(page - 1) * per_page, limit=per_page)
     pages = max(1, math.ceil(total / per_page))
-    rows = catalog.tracks(status=status, query=query or None, offset=(page - 1) * per_page, limit=per_page)
     tracks, failures = _library_counts()
     return render_template(
         "library.html",
