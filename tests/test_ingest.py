@@ -147,3 +147,13 @@ def test_process_runner_matches_serial_analysis(synth_library, tmp_path, workers
     va = a.vectors([a.get_by_path(p).id for p in paths])
     vb = b.vectors([b.get_by_path(p).id for p in paths])
     np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-5)
+
+
+def test_worker_processes_run_blas_on_one_thread_each():
+    import threadpoolctl
+
+    with ProcessRunner(2)._pool(1) as pool:
+        pool.submit(exec, "import scipy.linalg").result()  # a BLAS loaded after start-up too
+        info = pool.submit(threadpoolctl.threadpool_info).result()
+    blas = [(i["internal_api"], i["num_threads"]) for i in info if i["user_api"] in ("blas", "openmp")]
+    assert blas and all(n == 1 for _, n in blas), blas

@@ -236,8 +236,22 @@ class SerialRunner:
             yield analyse_file(c, options)
 
 
+def one_thread_per_worker() -> None:
+    """Limit BLAS and OpenMP in this process to one thread (a worker process's initializer).
+
+    Each worker is already one of ``workers`` processes on the machine's cores; letting its BLAS
+    start a thread per core as well only makes the threads of all workers contend for those cores
+    (measured: 2 workers on 2 cores analyse 8.8 files/s with the default pools, 14.2 with this).
+    """
+    from threadpoolctl import threadpool_limits
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"  # for libraries loaded later (they read it when they load)
+    threadpool_limits(1)  # for those already loaded
+
+
 class ProcessRunner:
-    """Local worker processes, at most ``4 × workers`` files in flight.
+    """Local worker processes, at most ``4 × workers`` files in flight, one BLAS thread each.
 
     A file that crashes its worker process (a decoder bug, say) breaks the pool; the files that were
     in flight are then retried one at a time in fresh processes, and the one that crashes again is
@@ -248,7 +262,9 @@ class ProcessRunner:
         self.workers = max(1, workers)
 
     def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        return cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread_per_worker
+        )
 
     def run(self, candidates: Sequence[Candidate], options: AnalysisOptions) -> Iterator[TrackRecord]:
         queue = list(reversed(candidates))
