@@ -249,13 +249,6 @@ def sample_rss(interval: float = 0.005) -> Iterator[Memory]:
         mem.peak = max(mem.peak, mem.after)
 
 
-def peak_rss() -> int:
-    """Peak RSS of this process so far, in bytes (``ru_maxrss``; Linux reports kB)."""
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
 def run_job(fn: Callable[[dict[str, Any]], dict[str, Any]], job: dict[str, Any], *, fresh: bool = True) -> dict[str, Any]:
     """``fn(job)``, by default in a newly spawned process, so that its peak memory is its own."""
     if not fresh:

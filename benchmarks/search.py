@@ -46,10 +46,10 @@ from benchmarks.common import (
     fmt_n,
     fmt_s,
     fmt_x,
-    peak_rss,
     real_features,
     rss,
     run_job,
+    sample_rss,
 )
 
 log = logging.getLogger(__name__)
@@ -266,11 +266,12 @@ def measure_backend(job: dict[str, Any]) -> dict[str, Any]:
     tune_q = np.ascontiguousarray(data_all[n + e : n + e + t])
     truth, truth_least = np.load(job["truth"]), np.load(job["truth_least"])
     float(np.asarray(data).sum(dtype=np.float64))  # page the vectors in: RSS growth below is the index's own
-    rss0, peak0 = rss(), peak_rss()
+    rss0 = rss()
     started = time.perf_counter()
-    index = build_index(backend, data, params=job.get("params"))
+    with sample_rss() as memory:  # sampled: ru_maxrss may hold the parent's high-water mark
+        index = build_index(backend, data, params=job.get("params"))
     build_seconds = time.perf_counter() - started
-    rss1, peak1 = rss(), peak_rss()
+    rss1 = rss()
     with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:
         index.save(Path(tmp))
         disk = dir_size(Path(tmp))
@@ -280,8 +281,7 @@ def measure_backend(job: dict[str, Any]) -> dict[str, Any]:
         "params": dict(index.params),
         "build_seconds": build_seconds,
         "kept_bytes": rss1 - rss0,
-        # ru_maxrss is the process's lifetime peak; before the build it was at most peak0 (imports).
-        "peak_bytes": max(peak1 - rss0, rss1 - rss0) if peak1 > peak0 else rss1 - rss0,
+        "peak_bytes": memory.peak_delta,
         "disk_bytes": disk,
         "vector_bytes": int(data.nbytes),
     }
@@ -327,6 +327,13 @@ def _read_rows(path: Path, n: int, chunk: int, *, start: int = 0) -> Any:
 
 
 def bundle_like_build(job: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_bundle_like_build` with its peak RSS sampled (``ru_maxrss`` may hold the parent's peak)."""
+    with sample_rss() as memory:
+        out = _bundle_like_build(job)
+    return {**out, "peak": memory.peak}
+
+
+def _bundle_like_build(job: dict[str, Any]) -> dict[str, Any]:
     """Build a library's track index the way :func:`soundalike.index.bundle.build` does, from raw vectors.
 
     Raw vectors come in chunks of 4,096 (what ``catalog.iter_vectors`` yields) and are kept as
@@ -383,7 +390,7 @@ def bundle_like_build(job: dict[str, Any]) -> dict[str, Any]:
         loaded.query(norm.transform(query)[0], K)
         steps["first query after loading"] = time.perf_counter() - t0
         memory["after load and one query"] = rss()
-    return {"n": n, "steps": steps, "memory": memory, "peak": peak_rss(), "files": files, "params": params}
+    return {"n": n, "steps": steps, "memory": memory, "files": files, "params": params}
 
 
 # -- the section ---------------------------------------------------------------------------------
