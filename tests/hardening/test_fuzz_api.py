@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -42,8 +41,9 @@ from openapi_schema_validator import OAS31Validator
 
 from soundalike.web import create_app
 from soundalike.web.openapi import ASPECT_ENUM, document
-from soundalike.web.server import ServerLimits, create_server
+from soundalike.web.server import ServerLimits
 
+from ..web.conftest import LiveServer
 from .conftest import raw_request, request_bytes
 
 FAST = settings(
@@ -147,32 +147,12 @@ def target(synth_library: Any, indexes: Any, tmp_path_factory: pytest.TempPathFa
     return Target(app, files, secrets, tuple(planted), synth_library.music)
 
 
-class ThreadedServer:
-    """The real server of ``soundalike serve`` (waitress with limits) on a free port, in a thread."""
-
-    def __init__(self, app: Flask) -> None:
-        limits = ServerLimits(idle_timeout=5, request_timeout=2.0)
-        self.server: Any = create_server(app, host="127.0.0.1", port=0, threads=2, max_body_bytes=UPLOAD_LIMIT, limits=limits)
-        self.port = int(self.server.effective_port)
-        self.thread = threading.Thread(target=self.server.run, name="waitress-fuzz", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        def close_all() -> None:  # runs in the server's own loop thread
-            for channel in list(self.server._map.values()):
-                channel.close()
-
-        self.server.trigger.pull_trigger(close_all)
-        self.thread.join(timeout=10)
-        self.server.task_dispatcher.shutdown()
-        assert not self.thread.is_alive(), "the server did not stop"
-
-
 @pytest.fixture(scope="module")
-def live(target: Target) -> Iterator[ThreadedServer]:
-    server = ThreadedServer(target.app)
-    yield server
-    server.close()
+def live(target: Target) -> Iterator[LiveServer]:
+    """The real server of ``soundalike serve`` (waitress with limits) on a free port, in a thread."""
+    limits = ServerLimits(idle_timeout=5, request_timeout=2.0)
+    with LiveServer(target.app, threads=2, max_body_bytes=UPLOAD_LIMIT, limits=limits) as server:
+        yield server
 
 
 # -- strategies ------------------------------------------------------------------------------------
@@ -458,7 +438,7 @@ def hostile_paths(target: Target) -> st.SearchStrategy[str]:
 
 @profiles
 @pytest.mark.parametrize("transport", ["test-client", "socket"])
-def test_no_path_reaches_a_file_outside_the_catalog(target: Target, live: ThreadedServer, profile: str, transport: str) -> None:
+def test_no_path_reaches_a_file_outside_the_catalog(target: Target, live: LiveServer, profile: str, transport: str) -> None:
     def check(path: str) -> int:
         headers = {"Accept": "application/json"}
         if transport == "socket":  # waitress decodes the path itself (as Latin-1), not Werkzeug's client
@@ -647,7 +627,7 @@ def raw_requests(draw: st.DrawFn, target: Target) -> RawCase:
 
 
 @profiles
-def test_raw_requests_to_the_real_server_get_a_4xx_or_success_never_a_hang(target: Target, live: ThreadedServer, profile: str) -> None:
+def test_raw_requests_to_the_real_server_get_a_4xx_or_success_never_a_hang(target: Target, live: LiveServer, profile: str) -> None:
     def check(case: RawCase) -> int:
         data = request_bytes(case.method, case.target, case.headers, case.body)
         reply = raw_request("127.0.0.1", live.port, data, timeout=30)  # the hang guard

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-import waitress
 from flask import Flask
 
 from soundalike import synth
@@ -26,6 +25,7 @@ from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.index.bundle import LibraryIndex
 from soundalike.ingest import SerialRunner, ingest
 from soundalike.web import create_app
+from soundalike.web.server import ServerLimits, create_server
 
 UPLOAD_LIMIT = 2 * 1024 * 1024
 """The test app's upload limit in bytes (small, so the oversize case is cheap to send)."""
@@ -62,11 +62,16 @@ def client(app: Flask) -> Any:
 
 
 class LiveServer:
-    """A waitress server running ``app`` in a thread on 127.0.0.1 and a free port."""
+    """The server of ``soundalike serve`` (waitress with limits) running ``app`` in a thread on 127.0.0.1 and a free port."""
 
-    def __init__(self, app: Flask, *, threads: int = 4) -> None:
-        self.server: Any = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+    def __init__(
+        self, app: Flask, *, threads: int = 4, max_body_bytes: int | None = None, limits: ServerLimits | None = None
+    ) -> None:
+        self.server: Any = create_server(
+            app, host="127.0.0.1", port=0, threads=threads, max_body_bytes=max_body_bytes, limits=limits
+        )
+        self.port = int(self.server.effective_port)
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.run, name="waitress", daemon=True)
 
     def __enter__(self) -> LiveServer:
