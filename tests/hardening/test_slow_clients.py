@@ -140,6 +140,17 @@ def trickle(host: str, port: int, requests_: list[bytes], *, step: int, every: f
     return everyone
 
 
+def read_until_closed(sock: socket.socket, what: str) -> bytes:
+    """Everything the server sends until it closes ``sock``; fail if that takes longer than the socket's timeout."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        pytest.fail(f"{what} was still open after {HANG_GUARD} s")
+    return received
+
+
 # -- the tests -----------------------------------------------------------------------------------
 
 
@@ -199,12 +210,7 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(served: ServeProces
 def test_a_keep_alive_connection_idle_after_a_request_is_closed_too(served: ServeProcess) -> None:
     with socket.create_connection((served.host, served.port), timeout=HANG_GUARD) as sock:
         sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except TimeoutError:
-            pytest.fail(f"a kept-alive idle connection was still open after {HANG_GUARD} s")
+        received = read_until_closed(sock, "a kept-alive idle connection")
     assert received.startswith(b"HTTP/1.1 200 ")
 
 
@@ -249,12 +255,7 @@ def test_a_slow_but_honest_upload_completes(served: ServeProcess, small_clip: by
                 pytest.fail(f"the server cut off an upload at {rate:.0f} B/s after {cut:.1f} s ({exc}): {sock.recv(500)!r}")
             time.sleep(chunk / rate)  # pacing of a slow client, not synchronisation
         sent_in = time.monotonic() - started
-        answer = b""
-        try:
-            while data := sock.recv(65536):
-                answer += data
-        except TimeoutError:
-            pytest.fail(f"no answer {HANG_GUARD} s after the upload was sent")
+        answer = read_until_closed(sock, "the connection of a slow upload")
     assert sent_in > 2 * REQUEST_TIMEOUT  # it outlasted the bare deadline by far
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), answer[:500]
