@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -183,38 +184,56 @@ def upload_files(cache: Path, n: int = 10) -> list[Path]:
 
 
 class Server:
-    """``soundalike serve`` on a free loopback port, in its own process."""
+    """``soundalike serve`` on a free loopback port, in its own process, its output in a log file.
 
-    def __init__(self, library: Path, threads: int) -> None:
-        self.log = Path(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
+    Used by the benchmarks and by the hardening tests (``tests/hardening``). ``args`` go to
+    ``serve`` after ``--port 0``; without ``log`` the output goes to a temporary file that is
+    deleted when the server is closed.
+    """
+
+    def __init__(self, library: Path, *args: str, log: Path | None = None, start_timeout: float = 180.0) -> None:
+        self._own_log = log is None
+        self.log = log or Path(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "soundalike.cli", "--library", str(library), "serve", "--port", "0",
-                 "--threads", str(threads)],
+                [sys.executable, "-m", "soundalike.cli", "--library", str(library), "serve", "--port", "0", *args],
                 stdout=out, stderr=subprocess.STDOUT, text=True,
                 env={**os.environ, "GLOG_minloglevel": "2", "PYTHONUNBUFFERED": "1"},
             )  # fmt: skip
-        self.url = self._wait_for_url(deadline=time.monotonic() + 180)
+        try:
+            self.url = self._wait_for_url(start_timeout)
+        except BaseException:
+            self.close()
+            raise
+        parts = urlsplit(self.url)
+        self.host, self.port = parts.hostname or "127.0.0.1", int(parts.port or 80)
 
-    def _wait_for_url(self, deadline: float) -> str:
+    def _wait_for_url(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.log.read_text().splitlines():
                 if line.startswith("serving ") and " at " in line:
                     return line.split(" at ", 1)[1].split()[0].rstrip("/")
             if self.proc.poll() is not None:
-                raise RuntimeError(f"soundalike serve exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            time.sleep(0.1)  # polling the log for the line the server prints once it listens
-        raise RuntimeError(f"soundalike serve did not start within 180 s: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"soundalike serve exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            time.sleep(0.05)  # polling the log for the line the server prints once it listens
+        raise RuntimeError(f"soundalike serve did not start within {timeout:.0f} s: {self.log.read_text()[-3000:]}")
 
-    def close(self) -> None:
+    def stop(self) -> str:
+        """Stop the server as a service manager would (SIGTERM); return its log."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.unlink(missing_ok=True)
+        return self.log.read_text()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_log:
+            self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> Server:
         return self
@@ -304,7 +323,7 @@ def run(cache: Path, config: EndToEndConfig = FULL) -> Section:
     files = upload_files(cache)
     uploads = [(f.name, f.read_bytes()) for f in files]
     local = in_process(folder, uploads, config.in_process)
-    with Server(folder, config.threads) as server:
+    with Server(folder, "--threads", str(config.threads)) as server:
         load = http_load(server.url, uploads, config)
 
     seq = [s for s, _ in load["sequential"]]

@@ -216,6 +216,6 @@ def run(cache: Path, config: LoadConfig = FULL, *, fresh: bool = True) -> Sectio
     folder, made = library(cache, config.tracks, fresh=fresh)
     uploads = [(f.name, f.read_bytes()) for f in upload_files(cache)]
     calls = plan(catalog_ids(folder), len(uploads), config)
-    with Server(folder, config.threads) as server:
+    with Server(folder, "--threads", str(config.threads)) as server:
         result = run_load(server.url, calls, uploads, config)
     return report(result, made, config, len(uploads))

@@ -1,24 +1,22 @@
-"""Helpers for the hardening tests of the web app: `soundalike serve` as a process, raw HTTP, polling.
+"""Helpers for the hardening tests of the web app: raw HTTP, catalog copies, polling.
 
-The benchmark package (repository root, beside ``src``) is made importable, so the load test can
-build its library with the benchmarks' own helper instead of a copy of it.
+The benchmark package (repository root, beside ``src``) is made importable, so these tests use its
+helpers instead of copies: ``benchmarks.endtoend.Server`` (``soundalike serve`` as a process) and
+the load test's library.
 """
 
 from __future__ import annotations
 
 import http.client
 import os
-import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -47,48 +45,6 @@ def copy_catalog(source: Path, dest: Path) -> None:
 
 def cli_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "GLOG_minloglevel": "2", "PYTHONUNBUFFERED": "1", **extra}
-
-
-class ServeProcess:
-    """``soundalike serve`` on a free loopback port, in its own process, its output in a log file."""
-
-    def __init__(self, library: Path, log: Path, *args: str, start_timeout: float = 120.0) -> None:
-        self.log = log
-        with open(log, "w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "soundalike.cli", "--library", str(library), "serve", "--port", "0", *args],
-                stdout=out, stderr=subprocess.STDOUT, env=cli_env(), text=True,
-            )  # fmt: skip
-        try:
-            line = wait_for(self._serving_line, timeout=start_timeout, what="`soundalike serve` to print its URL")
-        except BaseException:
-            self.stop()
-            raise
-        self.url = line.split(" at ", 1)[1].split()[0].rstrip("/")
-        parts = urlsplit(self.url)
-        self.host, self.port = parts.hostname or "127.0.0.1", int(parts.port or 80)
-
-    def _serving_line(self) -> str | None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"soundalike serve exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
-        return next((ln for ln in self.log.read_text().splitlines() if ln.startswith("serving ") and " at " in ln), None)
-
-    def stop(self) -> str:
-        """Stop the server as a service manager would (SIGTERM); return its log."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.log.read_text()
-
-    def __enter__(self) -> ServeProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @dataclass

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from benchmarks.endtoend import Server
 
 from soundalike import synth
 from soundalike.catalog.sqlite import SQLiteCatalog
@@ -42,7 +43,7 @@ from soundalike.index import bundle
 from soundalike.index.bundle import LibraryIndex
 from soundalike.recommend import Recommender
 
-from .conftest import ServeProcess, cli_env, copy_catalog, describe, wait_for
+from .conftest import cli_env, copy_catalog, describe, wait_for
 
 SR = 22050
 TOLERANCE = 1e-5
@@ -481,7 +482,7 @@ def readers_and_writers(tmp_path: Path, plan: Plan) -> dict[str, Any]:
     generations = [record_generation(library, 0, tmp_path / "snapshots")]
     assert generations[0].count == plan.initial
 
-    with ServeProcess(library, tmp_path / "serve.log", "--threads", "4") as server:
+    with Server(library, "--threads", "4", log=tmp_path / "serve.log") as server:
         first = health(server.url)
         assert first["tracks"] == plan.initial and first["index"]["built_at"] == generations[0].built_at
         answers = hammer_during_ingests(server.url, library, folders[1:], plan, clips, generations)

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 import requests
+from benchmarks.endtoend import Server
 
 from soundalike import synth
 
-from .conftest import ServeProcess, copy_catalog, raw_request, request_bytes, wait_for
+from .conftest import copy_catalog, raw_request, request_bytes, wait_for
 
 REQUEST_TIMEOUT = 2.0
 IDLE_TIMEOUT = 2
@@ -33,12 +34,12 @@ HANG_GUARD = 30.0
 
 
 @pytest.fixture(scope="module")
-def served(synth_library: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+def served(synth_library: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`soundalike serve` on a copy of the synthetic library, with short client deadlines."""
     library = tmp_path_factory.mktemp("slow-clients-library")
     copy_catalog(synth_library.catalog.path, library / "catalog.sqlite")
     args = ["--threads", "2", "--request-timeout", str(REQUEST_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT)]
-    with ServeProcess(library, library / "serve.log", *args) as server:
+    with Server(library, *args, log=library / "serve.log") as server:
         yield server
         log = server.stop()
     assert "Traceback" not in log, log[-3000:]
@@ -154,7 +155,7 @@ def read_until_closed(sock: socket.socket, what: str) -> bytes:
 # -- the tests -----------------------------------------------------------------------------------
 
 
-def test_slowloris_clients_get_408_while_others_are_served(served: ServeProcess) -> None:
+def test_slowloris_clients_get_408_while_others_are_served(served: Server) -> None:
     slow = [endless_headers() for _ in range(6)] + [endless_body() for _ in range(6)]
     result: list[Trickle] = []
     runner = threading.Thread(
@@ -192,7 +193,7 @@ def test_slowloris_clients_get_408_while_others_are_served(served: ServeProcess)
           f"{len(during)} normal requests answered 200 before the first slow client was cut off")  # fmt: skip
 
 
-def test_an_idle_connection_is_closed_after_the_idle_timeout(served: ServeProcess) -> None:
+def test_an_idle_connection_is_closed_after_the_idle_timeout(served: Server) -> None:
     with socket.create_connection((served.host, served.port), timeout=HANG_GUARD) as sock:
         opened = time.monotonic()
         try:
@@ -207,7 +208,7 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(served: ServeProces
     print(f"\nidle connection closed after {waited:.2f} s (idle timeout {IDLE_TIMEOUT} s)")
 
 
-def test_a_keep_alive_connection_idle_after_a_request_is_closed_too(served: ServeProcess) -> None:
+def test_a_keep_alive_connection_idle_after_a_request_is_closed_too(served: Server) -> None:
     with socket.create_connection((served.host, served.port), timeout=HANG_GUARD) as sock:
         sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         received = read_until_closed(sock, "a kept-alive idle connection")
@@ -215,7 +216,7 @@ def test_a_keep_alive_connection_idle_after_a_request_is_closed_too(served: Serv
 
 
 @pytest.mark.parametrize("length", [10**12, 52 * 1024 * 1024])
-def test_an_oversize_content_length_is_refused_without_reading_the_body(served: ServeProcess, length: int) -> None:
+def test_an_oversize_content_length_is_refused_without_reading_the_body(served: Server, length: int) -> None:
     # Only the headers are sent: an answer (rather than a 408 for the missing body) shows the
     # server decided from Content-Length alone.
     head = request_bytes(
@@ -228,14 +229,14 @@ def test_an_oversize_content_length_is_refused_without_reading_the_body(served: 
     assert reply.headers.get("connection") == "close"
 
 
-def test_oversize_headers_are_refused_with_431(served: ServeProcess) -> None:
+def test_oversize_headers_are_refused_with_431(served: Server) -> None:
     request = request_bytes("GET", "/api/health", {f"X-Pad-{i}": "p" * 1000 for i in range(80)})
     reply = raw_request(served.host, served.port, request, timeout=HANG_GUARD)
     assert reply.status == 431
     assert json.loads(reply.body)["status"] == 431
 
 
-def test_a_slow_but_honest_upload_completes(served: ServeProcess, small_clip: bytes) -> None:
+def test_a_slow_but_honest_upload_completes(served: Server, small_clip: bytes) -> None:
     boundary = "honest-upload"
     body = (
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n3\r\n"
