@@ -29,7 +29,9 @@ from soundalike.features import frames as frames_module
 spectral_module = importlib.import_module("soundalike.features.spectral")  # the package re-exports a function of this name
 
 
-def decode_stream(container: Any, stream: Any, label: str, sample_rate: int, max_duration: float) -> np.ndarray:
+def decode_stream(
+    container: Any, stream: Any, label: str, sample_rate: int, max_duration: float, truncate_to: float | None = None
+) -> tuple[np.ndarray, bool]:
     """Decode and resample frame by frame (no error bookkeeping: the benchmark files are sound)."""
     import av
 
@@ -41,7 +43,7 @@ def decode_stream(container: Any, stream: Any, label: str, sample_rate: int, max
                 chunks.append(out.to_ndarray().reshape(-1))
     for out in resampler.resample(None):
         chunks.append(out.to_ndarray().reshape(-1))
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return np.concatenate(chunks).astype(np.float32, copy=False), False
 
 
 def power_spectrogram(y: np.ndarray) -> np.ndarray:

@@ -184,3 +184,16 @@ def test_tags_of_a_non_audio_file_are_empty(tmp_path):
     path = tmp_path / "x.mp3"
     path.write_text("nope")
     assert audio.read_tags(path) == {}
+
+
+def test_decode_with_truncate_to_stops_at_that_many_seconds(tmp_path, rng):
+    from soundalike import synth
+
+    y = (0.3 * rng.standard_normal(22050 * 20)).astype("float32")
+    path = synth.write_audio(tmp_path / "long.ogg", y, sample_rate=22050)
+    cut = audio.decode(path, truncate_to=5.0, max_duration=10.0)  # longer than max_duration: no error
+    assert cut.truncated_to == pytest.approx(5.0, abs=0.01)
+    assert cut.duration == pytest.approx(5.0, abs=0.01)
+    whole = audio.decode(path)
+    assert whole.truncated_to is None
+    assert whole.duration == pytest.approx(20.0, abs=0.1)

@@ -65,6 +65,8 @@ class Audio:
     samples: np.ndarray
     sample_rate: int
     source_format: str
+    truncated_to: float | None = None
+    """Seconds the decoding stopped at when the source went on longer (``decode(truncate_to=...)``)."""
 
     @property
     def duration(self) -> float:
@@ -79,6 +81,7 @@ def decode(
     max_duration: float = MAX_DURATION_S,
     min_duration: float = MIN_DURATION_S,
     name: str | None = None,
+    truncate_to: float | None = None,
 ) -> Audio:
     """Decode a file (or bytes) to mono float32.
 
@@ -94,6 +97,10 @@ def decode(
         Shortest audio accepted, in seconds.
     name : str, optional
         How to name the source in error messages (defaults to the path, or ``"<upload>"``).
+    truncate_to : float, optional
+        Decode only the first this many seconds: reading stops there (no more packets are read,
+        so memory and time are bounded by it), a longer source is not an error, and the result's
+        ``truncated_to`` says where it was cut. ``max_duration`` is then not checked.
 
     Returns
     -------
@@ -128,18 +135,19 @@ def decode(
         if container.format.name == "wav":
             # FFmpeg trims a WAV's length to the file size; the header says what was meant to be there.
             declared = _wav_declared_duration(source) or declared
-        if declared is not None and declared > max_duration * 1.02:
+        if truncate_to is None and declared is not None and declared > max_duration * 1.02:
             raise TooLongError(
                 label, f"declares {declared / 60:.1f} min of audio, more than the {max_duration / 60:.0f} min limit"
             )
-        samples = _decode_stream(container, stream, label, sample_rate, max_duration)
+        samples, cut = _decode_stream(container, stream, label, sample_rate, max_duration, truncate_to)
         format_name = container.format.name
 
     duration = len(samples) / sample_rate
     if len(samples) == 0:
         raise CorruptAudioError(label, "no audio could be decoded")
     if (
-        declared is not None
+        not cut
+        and declared is not None
         and any(f in format_name.split(",") for f in _EXACT_LENGTH_FORMATS)
         and declared - duration > max(1.0, 0.05 * declared)
     ):
@@ -155,7 +163,12 @@ def decode(
     if rms <= 10 ** (SILENCE_DBFS / 20):
         level = 20 * np.log10(rms) if rms > 0 else float("-inf")
         raise SilentAudioError(label, f"silent (level {level:.0f} dBFS, below {SILENCE_DBFS:.0f} dBFS)")
-    return Audio(samples=samples, sample_rate=sample_rate, source_format=format_name.split(",")[0])
+    return Audio(
+        samples=samples,
+        sample_rate=sample_rate,
+        source_format=format_name.split(",")[0],
+        truncated_to=round(len(samples) / sample_rate, 3) if cut else None,
+    )
 
 
 def _open_source(
@@ -221,10 +234,17 @@ def _wav_declared_duration(source: Any) -> float | None:
     return None
 
 
+class _Enough(Exception):
+    """Raised inside the decoding loop once ``truncate_to`` seconds are in hand."""
+
+
 def _decode_stream(
-    container: object, stream: object, label: str, sample_rate: int, max_duration: float
-) -> np.ndarray:
-    """Demux, decode and resample to mono float32, stopping past ``max_duration``."""
+    container: object, stream: object, label: str, sample_rate: int, max_duration: float, truncate_to: float | None
+) -> tuple[np.ndarray, bool]:
+    """Demux, decode and resample to mono float32, stopping past ``max_duration`` (or at ``truncate_to``).
+
+    Returns the samples and whether the source was cut at ``truncate_to``.
+    """
     import av
 
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
@@ -234,6 +254,7 @@ def _decode_stream(
     fifo = av.AudioFifo()
     shape: tuple[object, ...] | None = None
     limit = int(max_duration * sample_rate)
+    keep = int(truncate_to * sample_rate) if truncate_to is not None else None
     chunks: list[np.ndarray] = []
     total = 0
     packets = 0
@@ -246,6 +267,10 @@ def _decode_stream(
             chunk = out.to_ndarray().reshape(-1)
             chunks.append(chunk)
             total += len(chunk)
+        if keep is not None:
+            if total > keep:
+                raise _Enough
+            return
         if total > limit:
             raise TooLongError(
                 label, f"decodes to more than {max_duration / 60:.0f} min of audio (the limit)"
@@ -268,6 +293,7 @@ def _decode_stream(
         if fifo.samples >= _RESAMPLE_BLOCK:
             drain()
 
+    cut = False
     try:
         for packet in container.demux(stream):  # type: ignore[attr-defined]
             packets += 1
@@ -285,6 +311,8 @@ def _decode_stream(
                 push(frame)
         drain()
         take(resampler.resample(None))
+    except _Enough:
+        cut = True  # no further packet is read: the rest of the source costs nothing
     except (TooLongError, CorruptAudioError):
         raise
     except av.error.FFmpegError as exc:
@@ -297,8 +325,9 @@ def _decode_stream(
     if bad and total and bad > 0.5 * packets:
         raise CorruptAudioError(label, f"corrupt: {bad} of {packets} packets fail to decode ({last_error})")
     if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+        return np.zeros(0, dtype=np.float32), False
+    samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    return (samples[:keep].copy() if cut else samples), cut
 
 
 def read_tags(path: str | os.PathLike[str] | BinaryIO) -> dict[str, str]:

@@ -214,8 +214,12 @@ class Recommender:
         aspect: str = "all",
         segments: bool = False,
         name: str | None = None,
+        truncate_to: float | None = None,
     ) -> Recommendations:
         """Tracks that sound like an audio file that need not be in the catalog.
+
+        With ``truncate_to``, only the file's first that many seconds are decoded and analysed
+        (see :func:`soundalike.audio.decode`); the query then says ``truncated_to_s``.
 
         Raises
         ------
@@ -225,7 +229,7 @@ class Recommender:
         from soundalike.audio import decode
 
         _check(k, aspect)
-        audio = decode(source, max_duration=self.max_duration, name=name)
+        audio = decode(source, max_duration=self.max_duration, name=name, truncate_to=truncate_to)
         analysis = extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S)
         norm = self.index.track_norm
         q_all = norm.transform(analysis.vector)
@@ -257,6 +261,8 @@ class Recommender:
             "aspect": aspect,
             "k": k,
         }
+        if audio.truncated_to is not None:
+            query["truncated_to_s"] = audio.truncated_to
         return Recommendations(query=query, results=results, least_similar=least, segment_matches=matches)
 
     # -- internals ----------------------------------------------------------------------------

@@ -45,6 +45,12 @@ class Settings:
     weights: Mapping[str, float] = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
     k: int = 10
     max_upload_mb: float = 50.0
+    upload_analysed_s: float = 600.0
+    """Seconds of an upload that are decoded and analysed (the rest is never read; the answer says so)."""
+    analyses: int = field(default_factory=_default_workers)
+    """Uploads analysed at once by ``serve`` (default: the number of cores)."""
+    analysis_queue: int = 2
+    """Uploads that may wait for one of those; beyond that an upload is answered 503 with Retry-After."""
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -58,6 +64,11 @@ class Settings:
         if not 0 < self.min_duration < self.max_duration:
             raise ConfigError(
                 f"durations: need 0 < min_duration < max_duration, got {self.min_duration} and {self.max_duration}"
+            )
+        if self.upload_analysed_s < self.min_duration or self.analyses < 1 or self.analysis_queue < 0:
+            raise ConfigError(
+                "uploads: need upload_analysed_s >= min_duration, analyses >= 1 and analysis_queue >= 0, got "
+                f"{self.upload_analysed_s}, {self.analyses} and {self.analysis_queue}"
             )
         unknown = set(self.weights) - set(FAMILIES)
         if unknown:
@@ -78,9 +89,9 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if name == "library":
             return Path(value)
-        if name in {"workers", "batch_size", "k", "port"}:
+        if name in {"workers", "batch_size", "k", "port", "analyses", "analysis_queue"}:
             return int(value)
-        if name in {"max_duration", "min_duration", "max_upload_mb"}:
+        if name in {"max_duration", "min_duration", "max_upload_mb", "upload_analysed_s"}:
             return float(value)
         if name == "weights":
             if isinstance(value, str):
