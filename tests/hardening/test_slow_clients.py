@@ -263,3 +263,38 @@ def test_a_slow_but_honest_upload_completes(served: Server, small_clip: bytes) -
     results = json.loads(payload)["results"]
     assert len(results) == 3
     print(f"\nuploaded {len(request)} bytes at {rate:.0f} B/s in {sent_in:.1f} s; answered 200")
+
+
+def test_a_body_shorter_than_its_content_length_is_answered_408(served: Server) -> None:
+    head = request_bytes("POST", "/api/recommend", {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": "1000"})
+    with socket.create_connection((served.host, served.port), timeout=HANG_GUARD) as sock:
+        sock.sendall(head + b"--x\r\n" + b"b" * 100)  # then nothing more
+        answer = read_until_closed(sock, "a request with a short body")
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
+
+
+def test_an_oversize_body_sent_without_waiting_gets_a_readable_413(served: Server) -> None:
+    length = 60 * 1024 * 1024
+    head = request_bytes(
+        "POST", "/api/recommend", {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(length)}
+    )
+    with socket.create_connection((served.host, served.port), timeout=HANG_GUARD) as sock:
+        sock.sendall(head)
+        try:
+            for _ in range(64):  # 16 MB of the body, as a client that never waits for an answer sends it
+                sock.sendall(b"b" * 256 * 1024)
+        except OSError:
+            pass  # the server may stop reading; what matters is that the answer can be read
+        answer = read_until_closed(sock, "an oversize upload")
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
+
+
+def test_each_request_is_one_access_log_line(served: Server) -> None:
+    requests.get(served.url + "/api/health?probe=access-log", timeout=HANG_GUARD)
+    line = wait_for(
+        lambda: next((ln for ln in served.log.read_text().splitlines() if "/api/health?probe=access-log" in ln), None),
+        timeout=HANG_GUARD,
+        what="the access-log line",
+    )
+    assert '"GET /api/health?probe=access-log HTTP/1.1" 200 ' in line
+    assert line.endswith("ms")

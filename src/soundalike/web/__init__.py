@@ -15,6 +15,10 @@ Configuration keys (``test_config`` or the defaults from :class:`~soundalike.set
 ``SOUNDALIKE_INDEX_CHECK_S``  seconds between looks for a newly published index
 ``SOUNDALIKE_RESULT_TTL_S``   how long an upload's results page (and its clip) is kept
 ``SOUNDALIKE_PER_PAGE``   tracks per library page (default 50)
+``SOUNDALIKE_UPLOAD_ANALYSED_S``  seconds of an upload analysed (default ``upload_analysed_s``, 600)
+``SOUNDALIKE_ANALYSES``   uploads analysed at once (default ``analyses``: the cores)
+``SOUNDALIKE_ANALYSIS_QUEUE``  uploads that may wait for a turn (default 2); then 503
+``SOUNDALIKE_ANALYSIS_WAIT_S``  longest such a wait, in seconds (default 10)
 ``MAX_CONTENT_LENGTH``    largest request body in bytes (default ``max_upload_mb``)
 ========================  ==============================================================
 """
@@ -38,6 +42,7 @@ from soundalike.errors import (
     TrackNotFoundError,
 )
 from soundalike.web.common import EXTENSION, Shared
+from soundalike.web.limits import AnalysisGate
 from soundalike.web.state import LiveIndex, PictureCache, ResultStore
 
 log = logging.getLogger(__name__)
@@ -76,7 +81,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     config = dict(test_config or {})
     settings = None
-    if "SOUNDALIKE_CATALOG" not in config or "MAX_CONTENT_LENGTH" not in config:
+    upload_keys = ("SOUNDALIKE_UPLOAD_ANALYSED_S", "SOUNDALIKE_ANALYSES", "SOUNDALIKE_ANALYSIS_QUEUE")
+    if "SOUNDALIKE_CATALOG" not in config or "MAX_CONTENT_LENGTH" not in config or not all(k in config for k in upload_keys):
         settings = load_settings({"library": config.get("SOUNDALIKE_LIBRARY")})
     app.config.from_mapping(
         SOUNDALIKE_LIBRARY=settings.library if settings else None,
@@ -85,6 +91,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SOUNDALIKE_INDEX_CHECK_S=1.0,
         SOUNDALIKE_RESULT_TTL_S=1800.0,
         SOUNDALIKE_PER_PAGE=50,
+        SOUNDALIKE_UPLOAD_ANALYSED_S=settings.upload_analysed_s if settings else 600.0,
+        SOUNDALIKE_ANALYSES=settings.analyses if settings else 2,
+        SOUNDALIKE_ANALYSIS_QUEUE=settings.analysis_queue if settings else 2,
+        SOUNDALIKE_ANALYSIS_WAIT_S=10.0,
         MAX_CONTENT_LENGTH=int((settings.max_upload_mb if settings else 50.0) * MB),
         JSON_SORT_KEYS=False,
     )
@@ -109,6 +119,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         default_k=int(app.config["SOUNDALIKE_K"]),
         results=ResultStore(ttl=float(app.config["SOUNDALIKE_RESULT_TTL_S"])),
         pictures=PictureCache(),
+        gate=AnalysisGate(
+            slots=int(app.config["SOUNDALIKE_ANALYSES"]),
+            queue=int(app.config["SOUNDALIKE_ANALYSIS_QUEUE"]),
+            wait_s=float(app.config["SOUNDALIKE_ANALYSIS_WAIT_S"]),
+        ),
+        analysed_s=float(app.config["SOUNDALIKE_UPLOAD_ANALYSED_S"]),
     )
 
     from soundalike.web import api, pages
@@ -151,7 +167,7 @@ _TITLES = {
     415: "That is not an audio file we can read",
     416: "That range is outside the file",
     422: "That audio file cannot be analysed",
-    503: "Nothing to search yet",
+    503: "Not now",
 }
 
 
@@ -200,7 +216,7 @@ def _register_errors(app: Flask) -> None:
             message = f"the upload is larger than the {limit / MB:g} MB limit" if limit else message
         if status == 416:
             message = f"the range {request.headers.get('Range', '')[:80]!r} lies outside the file"
-        headers = list(exc.get_headers()) if status in (405, 416) else None
+        headers = list(exc.get_headers()) if status in (405, 416, 503) else None
         return error_response(status, message, headers)
 
     @app.errorhandler(SoundalikeError)

@@ -74,8 +74,16 @@ def analyse_upload(
     """Decode and search an uploaded file held in memory; returns results, bytes, label and seconds.
 
     The bytes are only ever in memory (Werkzeug spools large bodies to an anonymous temporary file,
-    which is closed here); the format is recognised by decoding, whatever the file is called.
+    which is closed here); the format is recognised by decoding, whatever the file is called. Only
+    the first ``analysed_s`` seconds are analysed, one of a bounded number of analyses at once
+    (:mod:`soundalike.web.limits`).
+
+    Raises
+    ------
+    BusyError
+        503 when every analysis slot and queue place is taken.
     """
+    state = shared()
     rec = recommender()
     label = upload_label(upload)
     try:
@@ -83,7 +91,10 @@ def analyse_upload(
     finally:
         upload.close()
     started = time.perf_counter()
-    result = rec.similar_to_file(data, k=k, aspect=aspect, segments=segments, name=label)
+    with state.gate.turn():
+        result = rec.similar_to_file(
+            data, k=k, aspect=aspect, segments=segments, name=label, truncate_to=state.analysed_s
+        )
     seconds = time.perf_counter() - started
     log.info("analysed upload %r (%d bytes) in %.2f s", label, len(data), seconds)
     return result, data, label, seconds

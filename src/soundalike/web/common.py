@@ -14,6 +14,7 @@ from soundalike.catalog import Track
 from soundalike.errors import EmptyLibraryError
 from soundalike.recommend import Recommender
 from soundalike.settings import FAMILIES
+from soundalike.web.limits import AnalysisGate
 from soundalike.web.state import LiveIndex, PictureCache, ResultStore
 
 ASPECTS = ("all", *FAMILIES)
@@ -29,11 +30,22 @@ EXTENSION = "soundalike"
 class Shared:
     """Everything the app shares between requests (stored in ``app.extensions['soundalike']``)."""
 
-    def __init__(self, live: LiveIndex, *, default_k: int, results: ResultStore, pictures: PictureCache) -> None:
+    def __init__(
+        self,
+        live: LiveIndex,
+        *,
+        default_k: int,
+        results: ResultStore,
+        pictures: PictureCache,
+        gate: AnalysisGate,
+        analysed_s: float,
+    ) -> None:
         self.live = live
         self.default_k = default_k
         self.results = results
         self.pictures = pictures
+        self.gate = gate
+        self.analysed_s = analysed_s
 
     @property
     def catalog(self) -> Any:

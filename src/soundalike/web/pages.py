@@ -151,8 +151,10 @@ def result_picture(result_id: str) -> Response:
         from soundalike.audio import decode
         from soundalike.web.pictures import feature_picture
 
-        audio = decode(entry.clip, max_duration=shared().live.max_duration, name=entry.name)
-        entry.picture = feature_picture(audio.samples, audio.sample_rate)
+        state = shared()
+        with state.gate.turn():
+            audio = decode(entry.clip, max_duration=state.live.max_duration, name=entry.name, truncate_to=state.analysed_s)
+            entry.picture = feature_picture(audio.samples, audio.sample_rate)
     return _png(entry.picture)
 
 
@@ -219,8 +221,9 @@ def track_picture(track_id: int) -> Response:
         from soundalike.audio import decode
         from soundalike.web.pictures import feature_picture
 
-        audio = decode(t.path, max_duration=state.live.max_duration)
-        png = feature_picture(audio.samples, audio.sample_rate)
+        with state.gate.turn():
+            audio = decode(t.path, max_duration=state.live.max_duration)
+            png = feature_picture(audio.samples, audio.sample_rate)
         state.pictures.put(key, png)
     return _png(png)
 
