@@ -49,8 +49,8 @@ class Settings:
     """Seconds of an upload that are decoded and analysed (the rest is never read; the answer says so)."""
     analyses: int = field(default_factory=_default_workers)
     """Uploads analysed at once by ``serve`` (default: the number of cores)."""
-    analysis_queue: int = 2
-    """Uploads that may wait for one of those; beyond that an upload is answered 503 with Retry-After."""
+    analysis_queue: int = 8
+    """Uploads that may wait (at most 10 s) for one of those: enough for a few clients at once; beyond that an upload is answered 503 with Retry-After."""
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -7,7 +7,7 @@ the server down (issue 11):
 * only the first ``upload_analysed_s`` seconds (default 600) are decoded and analysed; decoding
   stops reading there, and the answer says ``"truncated_to_s"`` when it applies;
 * at most ``analyses`` uploads (default: the number of cores) are analysed at once, and at most
-  ``analysis_queue`` more (default 2) wait, each for at most ``wait_s`` seconds, for a turn;
+  ``analysis_queue`` more (default 8) wait, each for at most ``wait_s`` seconds, for a turn;
 * any other upload is answered at once ``503 Service Unavailable`` with ``Retry-After``.
 
 The server (:func:`soundalike.web.server.create_server`) gives the app as many request threads
