@@ -138,3 +138,27 @@ def test_check_passes_on_a_sound_catalog(cli_library):
     library, _, _ = cli_library
     code, out = run("--library", str(library), "check")
     assert code == 0 and out.startswith("ok: 12 tracks, 2 failures")
+
+
+def test_ingest_of_a_path_that_does_not_exist_is_a_usage_error_and_stores_nothing(tmp_path):
+    library = tmp_path / "library"
+    code, output = run("--library", str(library), "ingest", str(tmp_path / "does" / "not" / "exist"), "-q")
+    assert code == 1
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines == [f"error: no such file or folder: {tmp_path / 'does' / 'not' / 'exist'}"]
+    catalog = library / "catalog.sqlite"
+    if catalog.exists():  # opened but empty is fine; a stored failure is not
+        cat = SQLiteCatalog(catalog, create=False)
+        try:
+            assert cat.file_states() == {}
+        finally:
+            cat.close()
+
+
+def test_ingest_of_a_folder_without_audio_says_so_in_one_line(tmp_path):
+    folder = tmp_path / "papers"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no music here\n")
+    code, output = run("--library", str(tmp_path / "library"), "ingest", str(folder))
+    assert code == 1
+    assert [line for line in output.splitlines() if line.strip()] == [f"error: no audio files under {folder}"]

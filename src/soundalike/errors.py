@@ -58,6 +58,10 @@ class SilentAudioError(AudioError):
     reason = "silent"
 
 
+class IngestPathError(SoundalikeError):
+    """A path given to ingest does not exist, or holds no audio files: a usage error, nothing is stored."""
+
+
 class CatalogError(SoundalikeError):
     """The catalog could not be opened, read or written."""
 

@@ -19,6 +19,7 @@ import io
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -26,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from soundalike.catalog import FAILED, OK, Catalog, FileState, TrackRecord
-from soundalike.errors import AudioError
+from soundalike.catalog import FAILED, OK, Catalog, FileState, TrackRecord, display_path
+from soundalike.errors import AudioError, IngestPathError
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,30 @@ def one_thread_per_worker() -> None:
     threadpool_limits(1)  # for those already loaded
 
 
+def exit_with_parent(*, every_s: float = 0.25) -> None:
+    """Make this worker process exit (within ``every_s``) once the process that started it is gone.
+
+    A driver killed with SIGKILL runs no clean-up, and a spawned worker would otherwise go on for
+    minutes holding hundreds of MB. A daemon thread notices its parent change (it is adopted by init
+    or a subreaper) and ends the process at once; the same thread serves local pools and the
+    workers of a local Dask cluster, whose parent is the driver too.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="soundalike-exit-with-parent", daemon=True).start()
+
+
+def worker_initializer() -> None:
+    """Initializer of a local worker process: one BLAS thread, and exit when the driver dies."""
+    one_thread_per_worker()
+    exit_with_parent()
+
+
 class ProcessRunner:
     """Local worker processes, at most ``4 × workers`` files in flight, one BLAS thread each.
 
@@ -263,7 +288,7 @@ class ProcessRunner:
 
     def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread_per_worker
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_initializer
         )
 
     def run(self, candidates: Sequence[Candidate], options: AnalysisOptions) -> Iterator[TrackRecord]:
@@ -361,11 +386,19 @@ def ingest(
     options = options or AnalysisOptions()
     runner = runner or SerialRunner()
     roots = [os.path.abspath(os.fspath(p)) for p in paths]
+    if not prune:  # with --prune a vanished folder is what the user wants to drop
+        missing = [r for r in roots if not os.path.lexists(r)]
+        if missing:
+            raise IngestPathError(f"no such file or folder: {display_path(missing[0])}"
+                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     summary = IngestSummary()
     states = catalog.file_states()
     seen: set[str] = set()
     todo: list[Candidate] = []
-    for c in walk(roots):
+    candidates = list(walk(roots))
+    if not candidates and not prune:
+        raise IngestPathError("no audio files under " + ", ".join(display_path(r) for r in roots))
+    for c in candidates:
         if c.path in seen:
             continue
         seen.add(c.path)
