@@ -169,6 +169,8 @@ class DaskRunner:
                         memory_limit="auto" if self.memory_limit is None else self.memory_limit,
                     )
                 self._client = Client(self._cluster, set_as_default=False)
+                # Local workers are children of this process: they must not outlive a kill -9 of it.
+                self._client.register_plugin(_exit_with_driver(), name="soundalike-exit-with-driver")
                 log.info("started a local Dask cluster of %d worker processes at %s", n, self._cluster.scheduler_address)
             else:
                 self._client = Client(self.target.scheduler, timeout=self.connect_timeout_s, set_as_default=False)
@@ -344,6 +346,19 @@ class DaskRunner:
             f"--dask {self.address}: the cluster dropped the analysis of {c.path} ({fut.status}); "
             "run the same command again to resume"
         )
+
+
+def _exit_with_driver() -> Any:
+    """A worker plugin for local clusters: each worker process exits once the driver that started it dies."""
+    from distributed import WorkerPlugin
+
+    from soundalike.ingest import exit_with_parent
+
+    class ExitWithDriver(WorkerPlugin):  # type: ignore[misc]
+        def setup(self, worker: Any) -> None:
+            exit_with_parent()
+
+    return ExitWithDriver()
 
 
 def _reason(exc: BaseException) -> str:

@@ -36,12 +36,23 @@ def test_ship_bytes_without_dask_is_a_usage_error(tmp_path):
     assert "--ship-bytes needs --dask" in result.output
 
 
+def _children(pid: int) -> list[psutil.Process]:
+    """The process tree under ``pid``; psutil's walk raises when a child ends mid-walk, so walk again."""
+    for _ in range(20):
+        try:
+            return psutil.Process(pid).children(recursive=True)
+        except psutil.NoSuchProcess as exc:
+            if exc.pid == pid:
+                raise
+    return psutil.Process(pid).children(recursive=True)
+
+
 def test_a_killed_dask_ingest_resumes_without_duplicates_or_losses(cluster, synth_library, tmp_path, ingest_until):
     music = copy_tracks(synth_library, tmp_path / "music", 40)
     library = tmp_path / "lib"
     db = library / "catalog.sqlite"
     proc, written = ingest_until(["--library", str(library), "ingest", str(music), "--dask", "local:2", "-q", "--no-index"], db, 6)
-    workers = psutil.Process(proc.pid).children(recursive=True)
+    workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 6 <= written < 40, f"the kill came too late to test anything ({written} written)"
