@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO ?= demo
 
-.PHONY: demo test lint typecheck bench bench-quick bench-load stress clean
+.PHONY: demo test browser lint typecheck bench bench-quick bench-load stress clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m soundalike.demo --out $(DEMO)
 
-## test: lint, type-check and run the whole test suite
-test: $(STAMP) lint typecheck
+## test: lint, type-check and run the whole test suite (installs Debian's chromium if missing)
+test: $(STAMP) browser lint typecheck
 	$(PY) -m pytest
+
+## browser: the browser tests' chromium (installed when missing and root; otherwise the command to run)
+browser:
+	@bash tools/ensure-chromium.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
