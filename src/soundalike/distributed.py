@@ -356,7 +356,7 @@ def _exit_with_driver() -> Any:
 
     class ExitWithDriver(WorkerPlugin):  # type: ignore[misc]
         def setup(self, worker: Any) -> None:
-            exit_with_parent()
+            exit_with_parent(every_s=0.1)
 
     return ExitWithDriver()
 

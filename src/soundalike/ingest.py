@@ -19,6 +19,7 @@ import io
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -269,10 +270,29 @@ def exit_with_parent(*, every_s: float = 0.25) -> None:
     threading.Thread(target=watch, name="soundalike-exit-with-parent", daemon=True).start()
 
 
+def _kill_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``).
+
+    Immediate even while the main thread holds the GIL in compiled code, where the watch thread of
+    :func:`exit_with_parent` has to wait for it; that thread still covers other systems and a
+    parent that died before this call.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.debug("PR_SET_PDEATHSIG is not available; relying on the parent watch")
+
+
 def worker_initializer() -> None:
     """Initializer of a local worker process: one BLAS thread, and exit when the driver dies."""
     one_thread_per_worker()
-    exit_with_parent()
+    _kill_with_parent()
+    exit_with_parent(every_s=0.1)
 
 
 class ProcessRunner:

@@ -49,17 +49,14 @@ def _reap(procs: list[psutil.Process]) -> None:
             p.kill()
 
 
-def test_local_workers_exit_within_two_seconds_of_a_kill_nine_of_the_driver(synth_library, tmp_path):
-    alive, seconds = _ingest_then_kill(synth_library, tmp_path, "-j", "2", workers=2)
+@pytest.mark.parametrize(
+    ("runner", "args"),
+    [("local workers", ("-j", "2")), ("Dask local:2 workers", ("--dask", "local:2"))],
+    ids=["local", "dask"],
+)
+def test_workers_exit_within_two_seconds_of_a_kill_nine_of_the_driver(synth_library, tmp_path, runner, args):
+    alive, seconds = _ingest_then_kill(synth_library, tmp_path, *args, workers=2)
     _reap(alive)
-    assert not alive, f"still running 5 s after the driver's kill -9: {[p.pid for p in alive]}"
+    assert not alive, f"{runner} still running 5 s after the driver's kill -9: {[p.pid for p in alive]}"
     assert seconds <= 2.0
-    print(f"\nlocal workers gone {seconds:.2f} s after kill -9")
-
-
-def test_dask_local_workers_exit_after_a_kill_nine_of_the_driver(synth_library, tmp_path):
-    alive, seconds = _ingest_then_kill(synth_library, tmp_path, "--dask", "local:2", workers=2)
-    _reap(alive)
-    assert not alive, f"still running 5 s after the driver's kill -9: {[p.pid for p in alive]}"
-    assert seconds <= 2.0
-    print(f"\nDask workers gone {seconds:.2f} s after kill -9")
+    print(f"\n{runner} gone {seconds:.2f} s after kill -9")
