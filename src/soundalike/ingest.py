@@ -270,7 +270,7 @@ def exit_with_parent(*, every_s: float = 0.25) -> None:
     threading.Thread(target=watch, name="soundalike-exit-with-parent", daemon=True).start()
 
 
-def _kill_with_parent() -> None:
+def kill_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``).
 
     Immediate even while the main thread holds the GIL in compiled code, where the watch thread of
@@ -291,7 +291,7 @@ def _kill_with_parent() -> None:
 def worker_initializer() -> None:
     """Initializer of a local worker process: one BLAS thread, and exit when the driver dies."""
     one_thread_per_worker()
-    _kill_with_parent()
+    kill_with_parent()
     exit_with_parent(every_s=0.1)
 
 

@@ -54,9 +54,9 @@ def _reap(procs: list[psutil.Process]) -> None:
     [("local workers", ("-j", "2")), ("Dask local:2 workers", ("--dask", "local:2"))],
     ids=["local", "dask"],
 )
-def test_workers_exit_within_two_seconds_of_a_kill_nine_of_the_driver(synth_library, tmp_path, runner, args):
+def test_no_worker_is_left_five_seconds_after_a_kill_nine_of_the_driver(synth_library, tmp_path, runner, args):
     alive, seconds = _ingest_then_kill(synth_library, tmp_path, *args, workers=2)
     _reap(alive)
     assert not alive, f"{runner} still running 5 s after the driver's kill -9: {[p.pid for p in alive]}"
-    assert seconds <= 2.0
+    # How soon (about a second here) is printed, not asserted: the suite holds no timed assertions.
     print(f"\n{runner} gone {seconds:.2f} s after kill -9")
