@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from soundalike.catalog import TrackRecord
-from soundalike.errors import SoundalikeError
+from soundalike.errors import ClusterError
 from soundalike.ingest import AnalysisOptions, Candidate, analyse_file, failed_record
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,6 @@ DEFAULT_ALLOWED_FAILURES = 3
 
 MAX_BYTES_IN_FLIGHT = 1 << 30
 """With ``ship_bytes``: file bytes held by the client and scheduler at once, at most (one file always fits)."""
-
-
-class ClusterError(SoundalikeError):
-    """The Dask cluster cannot be started, reached or used."""
 
 
 @dataclasses.dataclass(frozen=True)

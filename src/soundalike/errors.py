@@ -80,3 +80,15 @@ class TrackNotFoundError(SoundalikeError):
 
 class ConfigError(SoundalikeError):
     """A setting has a value that cannot be used."""
+
+
+class LabelError(SoundalikeError):
+    """A labels file cannot be read or does not fit the library."""
+
+
+class TuneError(SoundalikeError):
+    """Tuning cannot run or found no configuration meeting the target."""
+
+
+class ClusterError(SoundalikeError):
+    """The Dask cluster cannot be started, reached or used."""

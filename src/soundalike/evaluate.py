@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from soundalike.catalog import OK, Catalog, Track
-from soundalike.errors import EmptyLibraryError, SoundalikeError
+from soundalike.errors import EmptyLibraryError, SoundalikeError, TuneError
 from soundalike.index import build_index, default_params, load_index
 from soundalike.index.bundle import LibraryIndex
 from soundalike.labels import LabelSet
@@ -88,10 +88,6 @@ SILHOUETTE_SAMPLE = 5000
 """Silhouettes of larger libraries are computed on a seeded sample of this many tracks."""
 EXCERPT_RATE = 44100
 TOP_N = 10
-
-
-class TuneError(SoundalikeError):
-    """Tuning cannot run or found no configuration meeting the target."""
 
 
 def _noop(stage: str, done: int, total: int) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soundalike.catalog import OK, Catalog, Track
-from soundalike.errors import SoundalikeError
+from soundalike.errors import LabelError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ TAGS = ("genre", "artist", "album")
 
 FMA_INDEX = "track_id"
 _FMA_ID = re.compile(r"^0*(\d+)$")
-
-
-class LabelError(SoundalikeError):
-    """A labels file cannot be read or does not fit the library."""
 
 
 @dataclass(frozen=True)
