@@ -392,3 +392,50 @@ def real_features(cache: Path, limit: int | None = None) -> tuple[np.ndarray, li
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, vectors=vectors, segments=np.concatenate(segments), offsets=offsets)
     return vectors, segments, source
+
+
+# -- synthetic feature vectors shaped like real clips ----------------------------------------------
+
+CHUNK = 65_536
+TRACKS_PER_ARTIST = 20
+
+
+@dataclass
+class LatentModel:
+    """The real clips' standardised features in PCA coordinates (see the module docstring)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    latent: np.ndarray  # (clips, rank): each real clip's coordinates
+    components: np.ndarray  # (rank, dim)
+    spread: np.ndarray  # (rank,): standard deviation of each coordinate over the clips
+
+    @classmethod
+    def fit(cls, raw: np.ndarray) -> LatentModel:
+        raw = np.asarray(raw, dtype=np.float64)
+        mean, std = raw.mean(axis=0), np.maximum(raw.std(axis=0), 1e-6)
+        u, s, vt = np.linalg.svd((raw - mean) / std, full_matrices=False)
+        rank = max(1, min(len(s) - 1, int(np.sum(s > 1e-6 * s[0]))))
+        return cls(mean, std, (u * s)[:, :rank], vt[:rank], s[:rank] / np.sqrt(len(raw)))
+
+
+def synthetic_raw(model: LatentModel, n: int, *, seed: int, artists: int | None = None) -> np.ndarray:
+    """``n`` raw feature vectors: artists between real clips, tracks around their artist.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, dim), dtype=float32]
+    """
+    rng = np.random.default_rng(seed)
+    rank, dim = model.components.shape
+    n_artists = artists or max(8, n // TRACKS_PER_ARTIST)
+    a, b = rng.integers(0, len(model.latent), (2, n_artists))
+    w = rng.random((n_artists, 1))
+    centres = w * model.latent[a] + (1 - w) * model.latent[b] + 0.5 * model.spread * rng.standard_normal((n_artists, rank))
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, CHUNK):
+        m = min(CHUNK, n - start)
+        latent = centres[rng.integers(0, n_artists, m)] + 0.5 * model.spread * rng.standard_normal((m, rank))
+        z = latent @ model.components + 0.5 * rng.standard_normal((m, dim))
+        out[start : start + m] = z * model.std + model.mean
+    return out

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from benchmarks.common import (
+    LatentModel,
     Section,
     Target,
     devmusic_clips,
@@ -42,6 +43,7 @@ from benchmarks.common import (
     real_features,
     run_job,
     sample_rss,
+    synthetic_raw,
 )
 
 K = 10
@@ -71,7 +73,6 @@ QUICK = EndToEndConfig(sequential=12, per_client=2, in_process=5)
 
 def make_library(job: dict[str, Any]) -> dict[str, Any]:
     """Write ``job["tracks"]`` synthetic records into a new catalog (run in a fresh process)."""
-    from benchmarks.search import LatentModel, synthetic_raw
     from soundalike.catalog import OK, TrackRecord
     from soundalike.catalog.sqlite import SQLiteCatalog
     from soundalike.features import FEATURE_VERSION

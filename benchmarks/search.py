@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import (
+    CHUNK,
+    LatentModel,
     Section,
     Target,
     dir_size,
@@ -50,7 +52,9 @@ from benchmarks.common import (
     rss,
     run_job,
     sample_rss,
+    synthetic_raw,
 )
+from benchmarks.endtoend import library
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +62,6 @@ K = 10
 TARGET_RECALL = 0.95
 TUNE_MARGIN = 0.005
 """The tuned setting must reach TARGET_RECALL + TUNE_MARGIN on the tuning queries."""
-CHUNK = 65_536
-TRACKS_PER_ARTIST = 20
 
 
 @dataclass(frozen=True)
@@ -89,47 +91,6 @@ QUICK = SearchConfig(
 
 
 # -- the vectors ---------------------------------------------------------------------------------
-
-
-@dataclass
-class LatentModel:
-    """The real clips' standardised features in PCA coordinates (see the module docstring)."""
-
-    mean: np.ndarray
-    std: np.ndarray
-    latent: np.ndarray  # (clips, rank): each real clip's coordinates
-    components: np.ndarray  # (rank, dim)
-    spread: np.ndarray  # (rank,): standard deviation of each coordinate over the clips
-
-    @classmethod
-    def fit(cls, raw: np.ndarray) -> LatentModel:
-        raw = np.asarray(raw, dtype=np.float64)
-        mean, std = raw.mean(axis=0), np.maximum(raw.std(axis=0), 1e-6)
-        u, s, vt = np.linalg.svd((raw - mean) / std, full_matrices=False)
-        rank = max(1, min(len(s) - 1, int(np.sum(s > 1e-6 * s[0]))))
-        return cls(mean, std, (u * s)[:, :rank], vt[:rank], s[:rank] / np.sqrt(len(raw)))
-
-
-def synthetic_raw(model: LatentModel, n: int, *, seed: int, artists: int | None = None) -> np.ndarray:
-    """``n`` raw feature vectors: artists between real clips, tracks around their artist.
-
-    Returns
-    -------
-    np.ndarray [shape=(n, dim), dtype=float32]
-    """
-    rng = np.random.default_rng(seed)
-    rank, dim = model.components.shape
-    n_artists = artists or max(8, n // TRACKS_PER_ARTIST)
-    a, b = rng.integers(0, len(model.latent), (2, n_artists))
-    w = rng.random((n_artists, 1))
-    centres = w * model.latent[a] + (1 - w) * model.latent[b] + 0.5 * model.spread * rng.standard_normal((n_artists, rank))
-    out = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, CHUNK):
-        m = min(CHUNK, n - start)
-        latent = centres[rng.integers(0, n_artists, m)] + 0.5 * model.spread * rng.standard_normal((m, rank))
-        z = latent @ model.components + 0.5 * rng.standard_normal((m, dim))
-        out[start : start + m] = z * model.std + model.mean
-    return out
 
 
 def shape_stats(normalised: np.ndarray) -> dict[str, float]:
@@ -444,8 +405,6 @@ def run(cache: Path, config: SearchConfig = FULL, *, tuned: Path | None = None) 
     if config.at_scale:
         ds = datasets.get(config.at_scale) or dataset(cache, model, config.at_scale, config)
         scale = run_job(bundle_like_build, {"n": config.at_scale, "raw": str(ds.raw)}, fresh=config.fresh_processes)
-    from benchmarks.endtoend import library
-
     libraries = [
         library(cache, n, real_clips=config.real_clips, fresh=config.fresh_processes)[1] for n in config.library_builds
     ]
