@@ -68,8 +68,36 @@ def _window(n_fft: int) -> np.ndarray:
     return np.hanning(n_fft + 1)[:-1].astype(np.float32)
 
 
+FILTERBANKS = "filterbanks.npz"
+"""Package data: librosa's mel and chroma banks at 22,050 Hz (``tools/make_filterbanks.py``)."""
+
+
+@lru_cache(maxsize=1)
+def _shipped_banks() -> dict[str, np.ndarray]:
+    """The shipped filter banks, or nothing when they do not match these settings."""
+    from importlib.resources import files
+
+    with files("soundalike.features").joinpath(FILTERBANKS).open("rb") as f, np.load(f) as z:
+        banks = {k: z[k] for k in z.files}
+    if int(banks["n_fft"]) != N_FFT or int(banks["n_mels"]) != N_MELS:
+        return {}
+    return banks
+
+
+def _shipped(name: str, sample_rate: int) -> np.ndarray | None:
+    # Shipped so that the analysis never imports librosa: its import compiles numba code (26 s on a
+    # fresh install, in every worker at once, into an on-disk cache that concurrent compiles corrupt).
+    banks = _shipped_banks()
+    if banks and int(banks["sample_rate"]) == sample_rate:
+        return banks[name]
+    return None
+
+
 @lru_cache(maxsize=4)
 def _mel_basis(sample_rate: int) -> np.ndarray:
+    shipped = _shipped("mel", sample_rate)
+    if shipped is not None:
+        return shipped
     import librosa
 
     return librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=N_MELS, fmin=30.0, fmax=sample_rate / 2)
@@ -77,6 +105,9 @@ def _mel_basis(sample_rate: int) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _chroma_basis(sample_rate: int) -> np.ndarray:
+    shipped = _shipped("chroma", sample_rate)
+    if shipped is not None:
+        return shipped
     import librosa
 
     return librosa.filters.chroma(sr=sample_rate, n_fft=N_FFT)
