@@ -192,6 +192,8 @@ def ingest(
     all_paths = [str(p) for p in paths] + (ingest_mod.read_list(from_list) if from_list else [])
     if not all_paths:
         raise click.UsageError("give at least one PATH (or --from-list FILE)")
+    if not prune:  # with --prune a vanished folder is what the user wants to drop
+        ingest_mod.require_paths(paths)
     catalog = _open_catalog(settings, create=True)
     runner = ingest_mod.ProcessRunner(settings.workers) if settings.workers > 1 else ingest_mod.SerialRunner()
     options = ingest_mod.AnalysisOptions(max_duration=settings.max_duration, min_duration=settings.min_duration)

@@ -348,12 +348,11 @@ def _exit_with_driver() -> Any:
     """A worker plugin for local clusters: each worker process exits once the driver that started it dies."""
     from distributed import WorkerPlugin
 
-    from soundalike.ingest import exit_with_parent, kill_with_parent
+    from soundalike.ingest import die_with_parent
 
     class ExitWithDriver(WorkerPlugin):  # type: ignore[misc]
         def setup(self, worker: Any) -> None:
-            kill_with_parent()
-            exit_with_parent(every_s=0.1)
+            die_with_parent()
 
     return ExitWithDriver()
 

@@ -288,11 +288,27 @@ def kill_with_parent() -> None:
         log.debug("PR_SET_PDEATHSIG is not available; relying on the parent watch")
 
 
+def die_with_parent() -> None:
+    """End this worker process as soon as its driver dies: the kernel's signal, and the watch thread."""
+    kill_with_parent()
+    exit_with_parent(every_s=0.1)
+
+
 def worker_initializer() -> None:
     """Initializer of a local worker process: one BLAS thread, and exit when the driver dies."""
     one_thread_per_worker()
-    kill_with_parent()
-    exit_with_parent(every_s=0.1)
+    die_with_parent()
+
+
+def require_paths(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Raise :class:`IngestPathError` naming the first of ``paths`` that does not exist (a usage error).
+
+    For the paths a user names; files listed with ``--from-list`` that have gone are failures instead.
+    """
+    missing = [os.path.abspath(os.fspath(p)) for p in paths if not os.path.lexists(p)]
+    if missing:
+        raise IngestPathError(f"no such file or folder: {display_path(missing[0])}"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
 
 
 class ProcessRunner:
@@ -406,11 +422,6 @@ def ingest(
     options = options or AnalysisOptions()
     runner = runner or SerialRunner()
     roots = [os.path.abspath(os.fspath(p)) for p in paths]
-    if not prune:  # with --prune a vanished folder is what the user wants to drop
-        missing = [r for r in roots if not os.path.lexists(r)]
-        if missing:
-            raise IngestPathError(f"no such file or folder: {display_path(missing[0])}"
-                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     summary = IngestSummary()
     states = catalog.file_states()
     seen: set[str] = set()
