@@ -227,7 +227,7 @@ def measure_file(
         ``duration`` in seconds and, with ``naive``, ``deviation`` of the naive vectors.
     """
     from soundalike.audio import decode
-    from soundalike.features import FAMILIES, extract, segment_vectors
+    from soundalike.features import EXTRACTORS, extract, segment_vectors
     from soundalike.features.frames import compute_frames
     from soundalike.ingest import AnalysisOptions, Candidate, analyse_file
 
@@ -239,7 +239,7 @@ def measure_file(
     t["resampling"] = max(0.0, t["decode"] - t["decode_native"])
     y = audio.samples
     t["frames"], frames = best_of(lambda: compute_frames(y, sample_rate=SR), repeats)
-    for name, family in FAMILIES.items():
+    for name, family in EXTRACTORS.items():
         t[name], _ = best_of(partial(family, frames), repeats)
     t["segments"], _ = best_of(lambda: segment_vectors(frames), repeats)
     t["extract"], _ = best_of(lambda: extract(y, sample_rate=SR), repeats)

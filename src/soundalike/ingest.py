@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Protocol
 
 from soundalike.catalog import FAILED, OK, Catalog, FileState, TrackRecord, display_path
 from soundalike.errors import AudioError, IngestPathError
+from soundalike.vocabulary import Progress
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,6 @@ class IngestSummary:
         return self.analysed / self.seconds if self.seconds > 0 else 0.0
 
 
-ProgressCallback = Callable[[str, int, int], None]
 """``progress(event, done, total)``: event is ``"start"``, ``"file"`` or ``"done"``."""
 
 
@@ -391,7 +391,7 @@ def ingest(
     batch_size: int = 32,
     prune: bool = False,
     retry_failed: bool = False,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> IngestSummary:
     """Bring the catalog up to date with the audio files under ``paths``.
 

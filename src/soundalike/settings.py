@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from soundalike.errors import ConfigError
-
-FAMILIES = ("timbre", "spectral", "rhythm", "harmony", "loudness")
-INDEX_BACKENDS = ("scann", "annoy", "exact")
+from soundalike.vocabulary import FAMILIES, INDEX_BACKENDS
 
 
 def _default_workers() -> int:

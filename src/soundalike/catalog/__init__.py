@@ -16,13 +16,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from soundalike.vocabulary import display_path
+
 OK = "ok"
 FAILED = "failed"
-
-
-def display_path(path: str) -> str:
-    """A printable form of a file-system path (undecodable bytes shown as U+FFFD)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

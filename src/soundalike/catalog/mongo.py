@@ -39,7 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from soundalike.catalog import OK, CatalogStats, FileState, Segments, Track, TrackRecord
+from soundalike.catalog import (
+    OK,
+    CatalogStats,
+    FileState,
+    Segments,
+    Track,
+    TrackRecord,
+    display_path,
+)
 from soundalike.errors import CatalogError
 
 log = logging.getLogger(__name__)
@@ -70,10 +78,6 @@ def _key(path: str) -> Any:
     from bson.binary import Binary
 
     return Binary(os.fsencode(path))
-
-
-def _text(path: str) -> str:
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _blob(array: np.ndarray) -> bytes:
@@ -266,7 +270,7 @@ class MongoCatalog:
         doc: dict[str, Any] = {
             "id": track_id,
             "path": key,
-            "path_text": _text(rec.path),
+            "path_text": display_path(rec.path),
             "content_hash": rec.content_hash,
             "size": int(rec.size),
             "mtime": float(rec.mtime),

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from soundalike.catalog import OK, CatalogStats, FileState, Segments, Track, TrackRecord
+from soundalike.catalog import (
+    OK,
+    CatalogStats,
+    FileState,
+    Segments,
+    Track,
+    TrackRecord,
+    display_path,
+)
 from soundalike.errors import CatalogError
 
 log = logging.getLogger(__name__)
@@ -69,10 +77,6 @@ _TRACK_COLUMNS = (
 
 def _key(path: str) -> bytes:
     return os.fsencode(path)
-
-
-def _text(path: str) -> str:
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _blob(array: np.ndarray) -> bytes:
@@ -205,7 +209,7 @@ class SQLiteCatalog:
                     (
                         rec.track_id,  # None: SQLite assigns the next id
                         _key(rec.path),
-                        _text(rec.path),
+                        display_path(rec.path),
                         rec.content_hash,
                         rec.size,
                         rec.mtime,

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,13 @@ import numpy as np
 
 from soundalike.catalog import OK, Catalog, TrackRecord, display_path
 from soundalike.errors import CatalogError
+from soundalike.vocabulary import Progress
 
 log = logging.getLogger(__name__)
 
 FORMAT = "soundalike-catalog"
 FORMAT_VERSION = 1
 
-Progress = Callable[[str, int, int], None]
 """``progress(event, done, total)``, as for ingest: ``"start"``, ``"file"``, ``"done"``."""
 
 

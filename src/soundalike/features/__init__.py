@@ -29,25 +29,25 @@ from soundalike.features.rhythm import rhythm
 from soundalike.features.segments import (
     HOP_S,
     QUERY_HOP_S,
-    SEGMENT_FAMILIES,
     WINDOW_S,
     segment_names,
     segment_vectors,
 )
 from soundalike.features.spectral import spectral
 from soundalike.features.timbre import timbre
+from soundalike.vocabulary import ASPECTS, FAMILIES, SEGMENT_FAMILIES
 
 FEATURE_VERSION = 1
 """Bumped whenever a change makes stored vectors incomparable with new ones."""
 
-FAMILIES: dict[str, Callable[[Frames], tuple[np.ndarray, list[str]]]] = {
+EXTRACTORS: dict[str, Callable[[Frames], tuple[np.ndarray, list[str]]]] = {
     "timbre": timbre,
     "spectral": spectral,
     "rhythm": rhythm,
     "harmony": harmony,
     "loudness": loudness,
 }
-ASPECTS = ("all", *FAMILIES)
+assert tuple(EXTRACTORS) == FAMILIES, "soundalike.vocabulary.FAMILIES names the families in vector order"
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def extract(
     Analysis
     """
     frames = compute_frames(y, sample_rate=sample_rate)
-    parts = [FAMILIES[f](frames)[0] for f in FAMILIES]
+    parts = [EXTRACTORS[f](frames)[0] for f in FAMILIES]
     vector = np.concatenate(parts).astype(np.float32)
     segments, starts = segment_vectors(frames, window_s=WINDOW_S, hop_s=segment_hop_s)
     return Analysis(
@@ -136,7 +136,7 @@ def track_layout() -> Layout:
 
     probe = np.random.default_rng(0).standard_normal(SAMPLE_RATE * 3).astype(np.float32) * 0.1
     frames = compute_frames(probe, sample_rate=SAMPLE_RATE)
-    return Layout.from_names({f: fn(frames)[1] for f, fn in FAMILIES.items()})
+    return Layout.from_names({f: fn(frames)[1] for f, fn in EXTRACTORS.items()})
 
 
 @lru_cache(maxsize=1)

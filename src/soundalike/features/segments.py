@@ -17,8 +17,6 @@ HOP_S = 2.5
 QUERY_HOP_S = 0.5
 N_MEL_POOLED = 32
 
-SEGMENT_FAMILIES = ("timbre", "spectral", "harmony", "loudness")
-
 
 def segment_names() -> dict[str, list[str]]:
     """Dimension names of a segment vector, by family, in vector order."""

@@ -35,7 +35,9 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
-__all__ = ["BACKENDS", "VectorIndex", "build_index", "default_params", "load_index"]
+from soundalike.vocabulary import INDEX_BACKENDS, TUNABLE_BACKENDS
+
+__all__ = ["BACKENDS", "INDEX_BACKENDS", "TUNABLE_BACKENDS", "VectorIndex", "build_index", "default_params", "load_index"]
 
 BACKENDS: dict[str, tuple[str, str]] = {
     "exact": ("soundalike.index.exact", "ExactIndex"),
@@ -43,6 +45,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "annoy": ("soundalike.index.annoy", "AnnoyIndex"),
 }
 """Backend name → (module, class); modules are imported on first use."""
+assert set(BACKENDS) == set(INDEX_BACKENDS), "soundalike.vocabulary.INDEX_BACKENDS names every backend"
 
 
 @runtime_checkable

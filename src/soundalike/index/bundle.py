@@ -39,13 +39,13 @@ from soundalike.errors import EmptyLibraryError, IndexMismatchError
 from soundalike.features import FEATURE_VERSION, segment_layout, track_layout
 from soundalike.features.normalise import Normaliser
 from soundalike.index import VectorIndex, build_index, load_index
+from soundalike.vocabulary import INDEX_BACKENDS
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = 1
 POINTER = "index.json"
 INDEXES = "indexes"
-BACKENDS = ("scann", "annoy", "exact")
 
 
 @dataclass
@@ -149,8 +149,8 @@ def build(
     EmptyLibraryError
         When the catalog has no analysed track.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown index backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend not in INDEX_BACKENDS:
+        raise ValueError(f"unknown index backend {backend!r}; expected one of {', '.join(INDEX_BACKENDS)}")
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     revision = catalog.revision()

@@ -13,11 +13,10 @@ from werkzeug.exceptions import BadRequest, NotFound
 from soundalike.catalog import Track
 from soundalike.errors import EmptyLibraryError
 from soundalike.recommend import Recommender
-from soundalike.settings import FAMILIES
+from soundalike.vocabulary import ASPECTS
 from soundalike.web.limits import AnalysisGate
 from soundalike.web.state import LiveIndex, PictureCache, ResultStore
 
-ASPECTS = ("all", *FAMILIES)
 MAX_K = 100
 PER_PAGE = 50
 MAX_PER_PAGE = 200

@@ -10,10 +10,10 @@ import copy
 from typing import Any
 
 from soundalike import __version__
-from soundalike.settings import FAMILIES
+from soundalike.vocabulary import ASPECTS, FAMILIES
 from soundalike.web.common import MAX_PAGE
 
-ASPECT_ENUM = ["all", *FAMILIES]
+ASPECT_ENUM = list(ASPECTS)
 
 
 def _ref(name: str) -> dict[str, str]:
