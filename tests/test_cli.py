@@ -122,7 +122,7 @@ def test_bad_options_are_usage_errors(cli_library):
     assert code == 2 and "mood" in out
 
 
-def test_index_backend_can_be_switched_and_is_rebuilt(cli_library):
+def test_index_backend_can_be_switched_and_the_choice_is_kept(cli_library):
     library, _, _ = cli_library
     code, out = run("--library", str(library), "index", "--backend", "annoy")
     assert code == 0 and "index: annoy, 12 tracks" in out
@@ -130,8 +130,10 @@ def test_index_backend_can_be_switched_and_is_rebuilt(cli_library):
     assert json.loads(out)["index"]["backend"] == "annoy"
     good = SQLiteCatalog(library / "catalog.sqlite").tracks()[0]
     code, out = run("--library", str(library), "similar", str(good.id), "-k", "2")
-    assert code == 0, out  # the default backend (scann) is rebuilt on demand
-    assert "rebuilt (scann, 12 tracks)" in out
+    assert code == 0, out  # the chosen backend is kept: nothing to rebuild (issue 12)
+    assert "rebuilt" not in out
+    code, out = run("--library", str(library), "index", "--backend", "scann")
+    assert code == 0 and "index: scann, 12 tracks" in out
 
 
 def test_check_passes_on_a_sound_catalog(cli_library):

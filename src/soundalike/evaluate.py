@@ -614,7 +614,7 @@ def exact_view(index: LibraryIndex) -> LibraryIndex:
     segments = index.segments
     if segments.backend != "exact" and len(index.seg_vectors):
         segments = build_index("exact", index.seg_vectors)
-    manifest = {**index.manifest, "backend": "exact", "segment_backend": segments.backend, "params": tracks.params}
+    manifest = dataclasses.replace(index.manifest, backend="exact", segment_backend=segments.backend, params=dict(tracks.params))
     return dataclasses.replace(index, manifest=manifest, tracks=tracks, segments=segments)
 
 
@@ -944,7 +944,7 @@ def index_quality(
     latencies = {f"configured index ({index.backend})": seconds, "exact index": exact_seconds}
     metrics: dict[str, Any] = {
         "backend": index.backend,
-        "params": index.manifest.get("params"),
+        "params": index.manifest.params,
         "k": q.k,
         "queries": len(q.rows),
         "recall_at_k": recall,

@@ -35,7 +35,9 @@ class Settings:
     library: Path = Path("soundalike-library")
     catalog: str | None = None
     """Catalog URI: a SQLite file path, or ``mongodb://HOST/DB``; default ``LIBRARY/catalog.sqlite``."""
-    index: str = "scann"
+    index: str = INDEX_BACKENDS[0]
+    """Index backend. Unless a settings file or the environment names one, the backend last chosen
+    on the command line is used instead (see :mod:`soundalike.library`)."""
     workers: int = field(default_factory=_default_workers)
     batch_size: int = 32
     max_duration: float = 1800.0
@@ -51,6 +53,8 @@ class Settings:
     """Uploads that may wait (at most 10 s) for one of those: enough for a few clients at once; beyond that an upload is answered 503 with Retry-After."""
     host: str = "127.0.0.1"
     port: int = 8000
+    given: frozenset[str] = frozenset()
+    """Names of the fields a settings file, the environment or the command line set (not defaults)."""
 
     def __post_init__(self) -> None:
         if self.index not in INDEX_BACKENDS:
@@ -79,7 +83,7 @@ class Settings:
         return {f: float(self.weights.get(f, 1.0)) for f in FAMILIES}
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "given"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -144,4 +148,4 @@ def load_settings(
     for layer in (file_values, env_values, cli):
         for name, value in layer.items():
             merged[name] = _coerce(name, value)
-    return Settings(**merged)
+    return Settings(**merged, given=frozenset(merged))

@@ -163,10 +163,10 @@ def record_generation(library: Path, number: int, snapshots: Path) -> Generation
     (snapshot / bundle.POINTER).write_text(json.dumps({"current": published.name}))
     return Generation(
         number=number,
-        built_at=float(manifest["built_at"]),
-        count=int(manifest["count"]),
-        segments=int(manifest["segment_count"]),
-        revision=int(manifest["catalog_revision"]),
+        built_at=float(manifest.built_at),
+        count=int(manifest.count),
+        segments=int(manifest.segment_count),
+        revision=int(manifest.catalog_revision),
         ids=frozenset(int(i) for i in np.load(published / "ids.npy")),
         snapshot=snapshot,
     )
@@ -370,8 +370,9 @@ def same_index(served: LibraryIndex, built: LibraryIndex) -> list[str]:
     """Where two loaded indexes differ (empty when they hold the same data)."""
     problems = []
     for key in ("backend", "count", "segment_count", "catalog_revision", "feature_version", "params", "weights"):
-        if served.manifest.get(key) != built.manifest.get(key):
-            problems.append(f"manifest {key}: served {served.manifest.get(key)}, built {built.manifest.get(key)}")
+        mine, theirs = getattr(served.manifest, key), getattr(built.manifest, key)
+        if mine != theirs:
+            problems.append(f"manifest {key}: served {mine}, built {theirs}")
     for name in ("ids", "seg_rows", "seg_offsets", "seg_starts", "vectors", "seg_vectors"):
         a, b = np.asarray(getattr(served, name)), np.asarray(getattr(built, name))
         if a.shape != b.shape or not np.allclose(a, b, atol=1e-6):

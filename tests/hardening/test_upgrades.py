@@ -64,4 +64,4 @@ def test_an_index_of_another_feature_version_is_refused_by_name(aged_library):
     with pytest.raises(IndexMismatchError, match=f"feature version mismatch: expected {FEATURE_VERSION}, found {FEATURE_VERSION - 1}"):
         bundle.load(library)
     rebuilt, was_rebuilt = bundle.ensure(library, catalog, backend="exact")
-    assert was_rebuilt and rebuilt.manifest["feature_version"] == FEATURE_VERSION
+    assert was_rebuilt and rebuilt.manifest.feature_version == FEATURE_VERSION

@@ -21,6 +21,7 @@ the code and the catalog and says which side differs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -48,13 +49,86 @@ POINTER = "index.json"
 INDEXES = "indexes"
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """What ``manifest.json`` says about a published index (one typed record, read in one place).
+
+    Attributes
+    ----------
+    backend, segment_backend : str
+        Backends of the track and segment indexes.
+    dim, segment_dim : int
+        Dimensions of track and segment vectors.
+    feature_version : int
+    count, segment_count : int
+        Rows of the track and segment indexes.
+    catalog_revision : int
+        The catalog revision the index was built from (a different one means it is out of date).
+    catalog : str
+        Where that catalog lives.
+    params, segment_params : dict
+        The backends' parameters, as built.
+    weights : dict of str to float
+        Family weights of the ``all`` similarity.
+    built_at : float
+        Unix time of the build.
+    build_seconds : dict of str to float
+        ``tracks``, ``segments`` and ``total`` build times.
+    """
+
+    backend: str
+    segment_backend: str
+    dim: int
+    segment_dim: int
+    feature_version: int
+    count: int
+    segment_count: int
+    catalog_revision: int
+    catalog: str
+    params: dict[str, Any]
+    segment_params: dict[str, Any]
+    weights: dict[str, float]
+    built_at: float
+    build_seconds: dict[str, float]
+    metric: str = "dot"
+    format: int = MANIFEST_FORMAT
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: object = "manifest") -> Manifest:
+        """Read a manifest's JSON object; a missing or mistyped field is an :class:`IndexMismatchError`."""
+        try:
+            return cls(
+                backend=str(data["backend"]),
+                segment_backend=str(data["segment_backend"]),
+                dim=int(data["dim"]),
+                segment_dim=int(data["segment_dim"]),
+                feature_version=int(data["feature_version"]),
+                count=int(data["count"]),
+                segment_count=int(data["segment_count"]),
+                catalog_revision=int(data["catalog_revision"]),
+                catalog=str(data.get("catalog", "")),
+                params=dict(data.get("params") or {}),
+                segment_params=dict(data.get("segment_params") or {}),
+                weights={str(k): float(v) for k, v in dict(data.get("weights") or {}).items()},
+                built_at=float(data.get("built_at", 0.0)),
+                build_seconds={str(k): float(v) for k, v in dict(data.get("build_seconds") or {}).items()},
+                metric=str(data.get("metric", "dot")),
+                format=int(data.get("format", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexMismatchError(f"{where}: incomplete manifest ({type(exc).__name__}: {exc})") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass
 class LibraryIndex:
     """A loaded index: what :mod:`soundalike.recommend` searches.
 
     Attributes
     ----------
-    manifest : dict
+    manifest : Manifest
     track_norm, segment_norm : Normaliser
     ids : np.ndarray [shape=(n,), dtype=int64]
     vectors : np.ndarray [shape=(n, dim), dtype=float32]
@@ -64,7 +138,7 @@ class LibraryIndex:
     """
 
     directory: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     track_norm: Normaliser
     segment_norm: Normaliser
     ids: np.ndarray
@@ -78,7 +152,7 @@ class LibraryIndex:
 
     @property
     def backend(self) -> str:
-        return str(self.manifest["backend"])
+        return self.manifest.backend
 
     @property
     def count(self) -> int:
@@ -110,14 +184,25 @@ def current_dir(library: str | os.PathLike[str]) -> Path | None:
     return path if path.is_dir() else None
 
 
-def read_manifest(library: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_manifest(library: str | os.PathLike[str]) -> Manifest | None:
+    """The published index's manifest, or None when there is none (or it cannot be read)."""
     directory = current_dir(library)
     if directory is None:
         return None
     try:
-        return dict(json.loads((directory / "manifest.json").read_text()))
-    except (OSError, ValueError):
+        return _read_manifest(directory)
+    except IndexMismatchError:
         return None
+
+
+def _read_manifest(directory: Path) -> Manifest:
+    try:
+        data = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise IndexMismatchError(f"{directory}: unreadable manifest ({exc})") from exc
+    if not isinstance(data, dict):
+        raise IndexMismatchError(f"{directory}: unreadable manifest (not a JSON object)")
+    return Manifest.from_dict(data, where=directory)
 
 
 def build(
@@ -219,25 +304,23 @@ def build(
         segment_index.save(directory / "segments")
         segment_seconds = time.perf_counter() - t0
 
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "backend": backend,
-            "segment_backend": segment_index.backend,
-            "metric": "dot",
-            "dim": tl.dim,
-            "segment_dim": sl.dim,
-            "feature_version": FEATURE_VERSION,
-            "count": int(len(ids)),
-            "segment_count": int(len(seg_vectors)),
-            "catalog_revision": revision,
-            "catalog": catalog.location,
-            "params": track_index.params,
-            "segment_params": segment_index.params,
-            "weights": track_norm.weights,
-            "built_at": time.time(),
-            "build_seconds": {"tracks": track_seconds, "segments": segment_seconds, "total": time.perf_counter() - started},
-        }
-        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
+        manifest = Manifest(
+            backend=backend,
+            segment_backend=segment_index.backend,
+            dim=tl.dim,
+            segment_dim=sl.dim,
+            feature_version=FEATURE_VERSION,
+            count=int(len(ids)),
+            segment_count=int(len(seg_vectors)),
+            catalog_revision=revision,
+            catalog=catalog.location,
+            params=dict(track_index.params),
+            segment_params=dict(segment_index.params),
+            weights=dict(track_norm.weights),
+            built_at=time.time(),
+            build_seconds={"tracks": track_seconds, "segments": segment_seconds, "total": time.perf_counter() - started},
+        )
+        (directory / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2, default=_json_default))
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -287,35 +370,23 @@ def load(
     directory = current_dir(library)
     if directory is None:
         raise IndexMismatchError(f"{library}: no index built yet")
-    try:
-        manifest = json.loads((directory / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise IndexMismatchError(f"{directory}: unreadable manifest ({exc})") from exc
+    manifest = _read_manifest(directory)
+    mismatch = _mismatch(manifest, catalog=catalog, backend=backend)
+    if mismatch is not None:
+        what, expected, found = mismatch
+        raise IndexMismatchError(f"{directory}: {what} mismatch: expected {expected}, found {found}")
     tl, sl = track_layout(), segment_layout()
-    checks: list[tuple[str, object, object]] = [
-        ("index format", MANIFEST_FORMAT, manifest.get("format")),
-        ("feature version", FEATURE_VERSION, manifest.get("feature_version")),
-        ("dimension", tl.dim, manifest.get("dim")),
-        ("segment dimension", sl.dim, manifest.get("segment_dim")),
-    ]
-    if catalog is not None:
-        checks.append(("catalog revision", catalog.revision(), manifest.get("catalog_revision")))
-    if backend is not None:
-        checks.append(("backend", backend, manifest.get("backend")))
-    for what, expected, found in checks:
-        if expected != found:
-            raise IndexMismatchError(f"{directory}: {what} mismatch: expected {expected}, found {found}")
     arrays = np.load(directory / "normaliser.npz")
     track_norm = Normaliser.from_arrays({k[6:]: arrays[k] for k in arrays.files if k.startswith("track_")}, tl)
     segment_norm = Normaliser.from_arrays({k[8:]: arrays[k] for k in arrays.files if k.startswith("segment_")}, sl)
     vectors = np.load(directory / "vectors.npy", mmap_mode="r")
     seg_vectors = np.load(directory / "seg_vectors.npy", mmap_mode="r")
-    if vectors.shape != (manifest["count"], manifest["dim"]):
+    if vectors.shape != (manifest.count, manifest.dim):
         raise IndexMismatchError(
-            f"{directory}: vectors shape mismatch: expected {(manifest['count'], manifest['dim'])}, found {vectors.shape}"
+            f"{directory}: vectors shape mismatch: expected {(manifest.count, manifest.dim)}, found {vectors.shape}"
         )
-    tracks = load_index(manifest["backend"], directory / "tracks", vectors, manifest["params"])
-    segments = load_index(manifest["segment_backend"], directory / "segments", seg_vectors, manifest["segment_params"])
+    tracks = load_index(manifest.backend, directory / "tracks", vectors, manifest.params)
+    segments = load_index(manifest.segment_backend, directory / "segments", seg_vectors, manifest.segment_params)
     return LibraryIndex(
         directory=directory,
         manifest=manifest,
@@ -332,6 +403,71 @@ def load(
     )
 
 
+def _mismatch(
+    manifest: Manifest, *, catalog: Catalog | None, backend: str | None
+) -> tuple[str, object, object] | None:
+    """The first way ``manifest`` differs from the code, the catalog or the backend asked for."""
+    checks: list[tuple[str, object, object]] = [
+        ("index format", MANIFEST_FORMAT, manifest.format),
+        ("feature version", FEATURE_VERSION, manifest.feature_version),
+        ("dimension", track_layout().dim, manifest.dim),
+        ("segment dimension", segment_layout().dim, manifest.segment_dim),
+    ]
+    if catalog is not None:
+        checks.append(("catalog revision", catalog.revision(), manifest.catalog_revision))
+    if backend is not None:
+        checks.append(("backend", backend, manifest.backend))
+    for what, expected, found in checks:
+        if expected != found:
+            return what, expected, found
+    return None
+
+
+_REASONS = {
+    "index format": "the index was written by another version of soundalike",
+    "feature version": "the tracks were analysed by another feature version",
+    "dimension": "the feature layout changed",
+    "segment dimension": "the feature layout changed",
+    "catalog revision": "the catalog changed",
+}
+
+
+def stale_reason(
+    library: str | os.PathLike[str],
+    catalog: Catalog,
+    *,
+    backend: str,
+    params: Mapping[str, Any] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> str | None:
+    """Why the published index does not serve this catalog with these settings, or None if it does.
+
+    Returns
+    -------
+    str or None
+        A phrase such as ``"the catalog changed"``, ``"the backend changed (scann → annoy)"`` or
+        ``"there is no index yet"``, made to follow "rebuilt because".
+    """
+    directory = current_dir(library)
+    if directory is None:
+        return "there is no index yet"
+    try:
+        manifest = _read_manifest(directory)
+    except IndexMismatchError:
+        return "the published index is unreadable"
+    mismatch = _mismatch(manifest, catalog=catalog, backend=None)
+    if mismatch is not None:
+        return _REASONS[mismatch[0]]
+    if manifest.backend != backend:
+        return f"the backend changed ({manifest.backend} → {backend})"
+    wanted = _weights_key({f: (weights or {}).get(f, 1.0) for f in track_layout().families})
+    if _weights_key(manifest.weights) != wanted:
+        return "the family weights changed"
+    if params is not None and any(manifest.params.get(k) != v for k, v in params.items()):
+        return "the index parameters changed"
+    return None
+
+
 def ensure(
     library: str | os.PathLike[str],
     catalog: Catalog,
@@ -340,21 +476,20 @@ def ensure(
     params: Mapping[str, Any] | None = None,
     weights: Mapping[str, float] | None = None,
     progress: Callable[[str], None] | None = None,
-) -> tuple[LibraryIndex, bool]:
+) -> tuple[LibraryIndex, str | None]:
     """Load the index if it matches the catalog and settings, else rebuild it.
 
     Returns
     -------
     index : LibraryIndex
-    rebuilt : bool
+    reason : str or None
+        Why it was rebuilt (see :func:`stale_reason`); None when the published index was loaded.
     """
-    try:
-        index = load(library, catalog=catalog, backend=backend)
-    except IndexMismatchError as exc:
-        log.info("rebuilding the index: %s", exc)
-    else:
-        stored = _weights_key(index.manifest.get("weights"))
-        wanted = _weights_key({f: (weights or {}).get(f, 1.0) for f in track_layout().families})
-        if stored == wanted and (params is None or all(index.manifest["params"].get(k) == v for k, v in params.items())):
-            return index, False
-    return build(library, catalog, backend=backend, params=params, weights=weights, progress=progress), True
+    reason = stale_reason(library, catalog, backend=backend, params=params, weights=weights)
+    if reason is None:
+        try:
+            return load(library, catalog=catalog, backend=backend), None
+        except IndexMismatchError as exc:  # changed between the look and the load, or damaged
+            reason = f"the published index could not be loaded ({exc})"
+    log.info("rebuilding the index: %s", reason)
+    return build(library, catalog, backend=backend, params=params, weights=weights, progress=progress), reason

@@ -41,6 +41,8 @@ from soundalike.errors import (
     SoundalikeError,
     TrackNotFoundError,
 )
+from soundalike.index.bundle import LibraryIndex
+from soundalike.library import Library
 from soundalike.web.common import EXTENSION, Shared
 from soundalike.web.limits import AnalysisGate
 from soundalike.web.state import LiveIndex, PictureCache, ResultStore
@@ -57,15 +59,32 @@ _CSP = (
 __all__ = ["create_app"]
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+class _Unset:
+    """The type of :data:`UNSET`: ``index`` not given (None means "no index yet")."""
+
+
+UNSET = _Unset()
+
+
+def create_app(
+    test_config: Mapping[str, Any] | None = None,
+    *,
+    library: Library | None = None,
+    index: LibraryIndex | None | _Unset = UNSET,
+) -> Flask:
     """Create the Flask application.
 
     Parameters
     ----------
     test_config : mapping, optional
-        Configuration overriding the defaults (see the module docstring). Without
-        ``SOUNDALIKE_CATALOG``, the catalog of ``SOUNDALIKE_LIBRARY`` (or of the library the settings
-        name) is opened and its index loaded, rebuilt if the catalog changed, as the CLI does.
+        Configuration overriding the defaults (see the module docstring).
+    library : Library, optional
+        The library to serve, with its settings (``soundalike serve`` passes it). Without it and
+        without ``SOUNDALIKE_CATALOG``, the library of ``SOUNDALIKE_LIBRARY`` (or the one the settings
+        name) is opened.
+    index : LibraryIndex or None, optional
+        The library's index when the caller has already loaded it (None: nothing analysed yet);
+        otherwise it is loaded from the library, rebuilt first if it is out of date.
 
     Returns
     -------
@@ -80,9 +99,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     config = dict(test_config or {})
-    settings = None
+    settings = library.settings if library is not None else None
     upload_keys = ("SOUNDALIKE_UPLOAD_ANALYSED_S", "SOUNDALIKE_ANALYSES", "SOUNDALIKE_ANALYSIS_QUEUE")
-    if "SOUNDALIKE_CATALOG" not in config or "MAX_CONTENT_LENGTH" not in config or not all(k in config for k in upload_keys):
+    if settings is None and (
+        "SOUNDALIKE_CATALOG" not in config or "MAX_CONTENT_LENGTH" not in config or not all(k in config for k in upload_keys)
+    ):
         settings = load_settings({"library": config.get("SOUNDALIKE_LIBRARY")})
     app.config.from_mapping(
         SOUNDALIKE_LIBRARY=settings.library if settings else None,
@@ -101,12 +122,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    if "SOUNDALIKE_CATALOG" in config:
+    if "SOUNDALIKE_CATALOG" in config:  # tests hand over a catalog and an index of their own
         catalog = config["SOUNDALIKE_CATALOG"]
         index = config.get("SOUNDALIKE_INDEX")
     else:
-        assert settings is not None
-        catalog, index = _load_library(settings)
+        if library is None:
+            assert settings is not None
+            library = Library.open(settings)
+        catalog = library.catalog
+        if isinstance(index, _Unset):
+            index = _load_index(library)
     live = LiveIndex(
         catalog,
         index,
@@ -144,17 +169,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _load_library(settings: Any) -> tuple[Any, Any]:
-    """Open the catalog and load (or rebuild) the index the way the CLI does."""
-    from soundalike.catalog import open_catalog
-    from soundalike.index import bundle
-
-    catalog = open_catalog(settings.library, settings.catalog, create=False)
+def _load_index(library: Library) -> LibraryIndex | None:
+    """The library's index (rebuilt first when out of date, saying why in the log), or None."""
     try:
-        index, _ = bundle.ensure(settings.library, catalog, backend=settings.index, weights=settings.family_weights)
+        loaded = library.index()
     except EmptyLibraryError:
-        index = None
-    return catalog, index
+        return None
+    if loaded.rebuilt_because is not None:
+        log.warning("index rebuilt (%s, %d tracks) because %s", loaded.index.backend, loaded.index.count, loaded.rebuilt_because)
+    return loaded.index
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -193,13 +193,13 @@ def health() -> Response:
     if rec is not None:
         manifest = rec.index.manifest
         index = {
-            "backend": rec.index.backend,
-            "tracks": rec.index.count,
-            "segments": int(manifest.get("segment_count", len(rec.index.seg_vectors))),
-            "feature_version": manifest.get("feature_version"),
-            "catalog_revision": manifest.get("catalog_revision"),
-            "up_to_date": manifest.get("catalog_revision") == stats.revision,
-            "built_at": manifest.get("built_at"),
+            "backend": manifest.backend,
+            "tracks": manifest.count,
+            "segments": manifest.segment_count,
+            "feature_version": manifest.feature_version,
+            "catalog_revision": manifest.catalog_revision,
+            "up_to_date": manifest.catalog_revision == stats.revision,
+            "built_at": manifest.built_at,
         }
     return jsonify(
         {

@@ -1,0 +1,5 @@
+"""``python -m soundalike.cli``."""
+
+from soundalike.cli import main
+
+main()

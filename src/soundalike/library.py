@@ -1,0 +1,306 @@
+"""One library folder: its catalog, its published index and the parameters that index is built with.
+
+A library is what a user names (``--library DIR``): a folder holding
+
+================  =================================================================================
+``catalog.sqlite``  the catalog (or a MongoDB URI in the settings)
+``index.json``      the published index (see :mod:`soundalike.index.bundle`)
+``choices.json``    the index backend the user last chose on the command line
+``tuned.json``      parameters chosen by ``soundalike tune``, by backend
+``soundalike.toml`` settings (optional)
+================  =================================================================================
+
+:class:`Library` is the one way in for both shells (``soundalike.cli`` and ``soundalike.web``): they
+ask it for the catalog, the index, a recommender or the stats, and never assemble those themselves.
+Like beets' ``Library`` and Flask's ``get_db``, a shell asks, never wires.
+
+Which backend and parameters an index is built with:
+
+1. a backend given on the command line (``ingest --index``, ``index --backend``) is used and
+   remembered in ``choices.json``;
+2. otherwise ``index`` from the settings file or ``SOUNDALIKE_INDEX``;
+3. otherwise the remembered choice; otherwise ScaNN.
+
+The parameters are those ``soundalike tune`` saved for that backend, else the backend's default rule.
+The index is rebuilt only when the published one does not match the catalog, the feature version,
+the backend, the weights or those parameters, and the caller is told why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from soundalike.catalog import Catalog, open_catalog
+from soundalike.errors import ConfigError
+from soundalike.features import FEATURE_VERSION
+from soundalike.index import bundle
+from soundalike.index.bundle import LibraryIndex, Manifest
+from soundalike.recommend import Recommender
+from soundalike.settings import Settings
+from soundalike.vocabulary import INDEX_BACKENDS
+
+log = logging.getLogger(__name__)
+
+CHOICES_FILE = "choices.json"
+TUNED_FILE = "tuned.json"
+
+__all__ = ["IndexInfo", "Library", "LibraryStats", "Loaded"]
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """The published index at a glance."""
+
+    backend: str
+    tracks: int
+    segments: int
+    bytes: int
+    up_to_date: bool
+    feature_version: int
+    catalog_revision: int
+    built_at: float
+    params: dict[str, Any]
+
+    @classmethod
+    def of(cls, manifest: Manifest, *, directory: Path | None, revision: int) -> IndexInfo:
+        return cls(
+            backend=manifest.backend,
+            tracks=manifest.count,
+            segments=manifest.segment_count,
+            bytes=_folder_size(directory),
+            up_to_date=manifest.catalog_revision == revision,
+            feature_version=manifest.feature_version,
+            catalog_revision=manifest.catalog_revision,
+            built_at=manifest.built_at,
+            params=dict(manifest.params),
+        )
+
+
+@dataclass(frozen=True)
+class LibraryStats:
+    """The library at a glance: what ``soundalike stats`` prints and ``/api/health`` summarises."""
+
+    library: str
+    catalog: str
+    tracks: int
+    seconds: float
+    failures: int
+    stale: int
+    catalog_revision: int
+    index: IndexInfo | None
+
+    @property
+    def hours(self) -> float:
+        return self.seconds / 3600
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``soundalike stats --json``."""
+        return {
+            "library": self.library,
+            "catalog": self.catalog,
+            "tracks": self.tracks,
+            "hours": round(self.hours, 3),
+            "failures": self.failures,
+            "stale": self.stale,
+            "catalog_revision": self.catalog_revision,
+            "index": None
+            if self.index is None
+            else {
+                "backend": self.index.backend,
+                "tracks": self.index.tracks,
+                "segments": self.index.segments,
+                "bytes": self.index.bytes,
+                "up_to_date": self.index.up_to_date,
+                "feature_version": self.index.feature_version,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An index ready to search, and why it was rebuilt (None when the published one was current)."""
+
+    index: LibraryIndex
+    rebuilt_because: str | None
+
+    @property
+    def rebuilt(self) -> bool:
+        return self.rebuilt_because is not None
+
+
+class Library:
+    """One library folder: catalog, published index, its parameters and the settings.
+
+    Use :meth:`open`. Methods that may build an index take ``progress``, called with a short
+    description of each step.
+
+    Attributes
+    ----------
+    settings : Settings
+    catalog : Catalog
+    folder : Path
+    """
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.folder = Path(settings.library)
+
+    @classmethod
+    def open(cls, settings: Settings, *, create: bool = False) -> Library:
+        """Open the library the settings name.
+
+        Parameters
+        ----------
+        settings : Settings
+        create : bool
+            Create the folder and an empty catalog when missing (``ingest``); otherwise a missing
+            catalog is a :class:`~soundalike.errors.CatalogError`.
+        """
+        return cls(settings, open_catalog(settings.library, settings.catalog, create=create))
+
+    # -- which index ------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend an index of this library is built with (see the module docstring)."""
+        if "index" in self.settings.given:
+            return self.settings.index
+        return self._chosen_backend() or self.settings.index
+
+    def choose_backend(self, backend: str) -> None:
+        """Remember ``backend`` (given on the command line) for the commands that follow."""
+        if backend not in INDEX_BACKENDS:
+            raise ConfigError(f"index: unknown backend {backend!r}; expected one of {', '.join(INDEX_BACKENDS)}")
+        _write_json(self.folder / CHOICES_FILE, {**_read_json(self.folder / CHOICES_FILE), "backend": backend})
+
+    def overridden_by_settings(self, backend: str) -> bool:
+        """Whether the settings (file or environment) name another backend than ``backend``."""
+        return "index" in self.settings.given and self.settings.index != backend
+
+    def _chosen_backend(self) -> str | None:
+        chosen = _read_json(self.folder / CHOICES_FILE).get("backend")
+        return chosen if chosen in INDEX_BACKENDS else None
+
+    def tuned_params(self, backend: str | None = None) -> dict[str, Any] | None:
+        """Parameters ``soundalike tune`` saved for ``backend`` (default: :attr:`backend`), if any."""
+        params = _read_json(self.folder / TUNED_FILE).get(backend or self.backend)
+        return dict(params) if isinstance(params, dict) else None
+
+    def save_tuned(self, backend: str, params: dict[str, Any]) -> Path:
+        """Record ``params`` for ``backend`` in ``tuned.json``, keeping other backends' entries.
+
+        The next use of the index rebuilds it with them when the published index differs.
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
+        path = self.folder / TUNED_FILE
+        _write_json(path, {**_read_json(path), backend: params})
+        return path
+
+    # -- the index ---------------------------------------------------------------------------
+
+    def index(self, *, backend: str | None = None, progress: Callable[[str], None] | None = None) -> Loaded:
+        """The published index, rebuilt first when it does not match the catalog or the choices.
+
+        Parameters
+        ----------
+        backend : str, optional
+            A backend chosen on the command line: used now and remembered (see :meth:`choose_backend`).
+
+        Raises
+        ------
+        EmptyLibraryError
+            When nothing is analysed yet.
+        """
+        if backend is not None:
+            self.choose_backend(backend)
+        backend = backend or self.backend
+        index, reason = bundle.ensure(
+            self.folder,
+            self.catalog,
+            backend=backend,
+            params=self.tuned_params(backend),
+            weights=self.settings.family_weights,
+            progress=progress,
+        )
+        return Loaded(index, reason)
+
+    def stale_reason(self) -> str | None:
+        """Why the next :meth:`index` would rebuild, or None."""
+        backend = self.backend
+        return bundle.stale_reason(
+            self.folder, self.catalog, backend=backend, params=self.tuned_params(backend), weights=self.settings.family_weights
+        )
+
+    def rebuild(self, *, backend: str | None = None, progress: Callable[[str], None] | None = None) -> LibraryIndex:
+        """Build and publish a new index now; a ``backend`` given here is remembered."""
+        if backend is not None:
+            self.choose_backend(backend)
+        backend = backend or self.backend
+        return bundle.build(
+            self.folder,
+            self.catalog,
+            backend=backend,
+            params=self.tuned_params(backend),
+            weights=self.settings.family_weights,
+            progress=progress,
+        )
+
+    def load_published(self) -> LibraryIndex:
+        """The published index as it is (another process may have just published it)."""
+        return bundle.load(self.folder)
+
+    def recommender(self, index: LibraryIndex | None = None) -> Recommender:
+        """A recommender over ``index`` (default: :meth:`index`, rebuilt if needed)."""
+        return Recommender(self.catalog, index or self.index().index, max_duration=self.settings.max_duration)
+
+    # -- at a glance -------------------------------------------------------------------------
+
+    def stats(self) -> LibraryStats:
+        s = self.catalog.stats(FEATURE_VERSION)
+        manifest = bundle.read_manifest(self.folder)
+        info = None
+        if manifest is not None:
+            info = IndexInfo.of(manifest, directory=bundle.current_dir(self.folder), revision=s.revision)
+        return LibraryStats(
+            library=str(self.folder),
+            catalog=self.catalog.location,
+            tracks=s.tracks,
+            seconds=s.seconds,
+            failures=s.failed,
+            stale=s.stale,
+            catalog_revision=s.revision,
+            index=info,
+        )
+
+
+def _folder_size(path: Path | None) -> int:
+    if path is None:
+        return 0
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Replace ``path`` atomically (a reader sees the old file or the new one, whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
