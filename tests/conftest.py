@@ -13,12 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mongo_stand_in
 from soundalike import synth
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.index import bundle
 from soundalike.index.bundle import LibraryIndex
 from soundalike.ingest import IngestSummary, ProcessRunner, ingest
 from soundalike.recommend import Recommender
+
+mongo_stand_in.register()  # `--catalog mongomock://NAME/DB` opens the in-process MongoDB stand-in
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep ScaNN's C++ log lines out of test output
 

@@ -14,6 +14,7 @@ import uuid
 import numpy as np
 import pytest
 
+from mongo_stand_in import StandInCatalog
 from soundalike.catalog import FAILED, OK, Catalog, TrackRecord
 
 DIM, SEG_DIM = 7, 3
@@ -32,7 +33,7 @@ def catalog(request, tmp_path) -> Catalog:
     elif request.param == "mongomock":
         from soundalike.catalog.mongo import MongoCatalog
 
-        cat = MongoCatalog(f"mongomock://contract/{database}")  # the in-process stand-in
+        cat = StandInCatalog(f"mongomock://contract/{database}")  # the in-process stand-in
     else:
         from soundalike.catalog.mongo import MongoCatalog
 

@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from mongo_stand_in import StandInCatalog
 from soundalike.catalog import open_catalog
 from soundalike.catalog.mongo import MongoCatalog
 from soundalike.errors import CatalogError
@@ -18,8 +19,8 @@ from .test_contract import DIM, ok_record
 
 
 @pytest.fixture
-def mongo(request) -> MongoCatalog:
-    return MongoCatalog(f"mongomock://specifics/{request.node.name[:40]}")
+def mongo(request) -> StandInCatalog:
+    return StandInCatalog(f"mongomock://specifics/{request.node.name[:40]}")
 
 
 def test_tracks_are_documents_with_binary_vectors_and_segments(mongo):
@@ -54,13 +55,13 @@ def test_catalogs_opened_on_one_stand_in_server_share_data(mongo):
 
 def test_a_database_without_a_catalog_is_an_error_when_not_creating():
     with pytest.raises(CatalogError, match="no soundalike catalog in this database"):
-        MongoCatalog("mongomock://specifics/nothing-here", create=False)
+        StandInCatalog("mongomock://specifics/nothing-here", create=False)
 
 
 def test_a_newer_schema_is_refused_with_both_versions(mongo):
     mongo._state.update_one({"_id": "schema"}, {"$set": {"version": 99}})
     with pytest.raises(CatalogError, match="99.*expected at most 1"):
-        MongoCatalog(mongo.uri)
+        StandInCatalog(mongo.uri)
 
 
 def test_check_finds_a_missing_index_and_a_counter_behind_the_ids(mongo):

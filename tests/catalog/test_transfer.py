@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from mongo_stand_in import StandInCatalog
 from soundalike.catalog import FAILED, OK, TrackRecord
-from soundalike.catalog.mongo import MongoCatalog
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.catalog.transfer import compare, export_catalog, import_catalog, records
 from soundalike.cli import main
@@ -65,7 +65,7 @@ def test_sqlite_to_mongodb_to_sqlite_keeps_every_record_and_vector(source, tmp_p
     _cli("--catalog", mongo_uri, "catalog", "export", str(second), "-q")  # the group's option, as for any command
     _cli("catalog", "import", str(second), "--catalog", str(final), "-q")
 
-    mongo, back = MongoCatalog(mongo_uri, create=False), SQLiteCatalog(final)
+    mongo, back = StandInCatalog(mongo_uri, create=False), SQLiteCatalog(final)
     assert compare(source, mongo) == []
     assert compare(source, back) == []
     # The same facts, checked without the verifier.
@@ -89,7 +89,7 @@ def test_sqlite_to_mongodb_to_sqlite_keeps_every_record_and_vector(source, tmp_p
 def test_copy_moves_a_catalog_in_one_command(source, tmp_path):
     out = _cli("catalog", "copy", "--from", str(source.path), "--to", "mongomock://copy/library", "-q")
     assert "copied 44 tracks" in out
-    assert compare(source, MongoCatalog("mongomock://copy/library")) == []
+    assert compare(source, StandInCatalog("mongomock://copy/library")) == []
 
 
 def test_the_verifier_sees_a_changed_vector_a_missing_track_and_changed_meta(source, tmp_path):
@@ -120,7 +120,7 @@ def test_an_export_cut_short_is_refused_before_anything_is_written(source, tmp_p
     lines = gzip.decompress(whole.read_bytes()).splitlines(keepends=True)
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(gzip.compress(b"".join(lines[:-1])))  # no end marker
-    target = MongoCatalog("mongomock://cut/library")
+    target = StandInCatalog("mongomock://cut/library")
     with pytest.raises(CatalogError, match="cut short after 44 tracks"):
         import_catalog(cut, target)
     assert target.count(status=None) == 0

@@ -8,7 +8,7 @@ import sqlite3
 import psutil
 from click.testing import CliRunner
 
-from soundalike.catalog.mongo import MongoCatalog
+from mongo_stand_in import StandInCatalog
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.cli import main
 from soundalike.ingest import ingest
@@ -25,7 +25,7 @@ def test_cli_ingests_on_a_local_cluster_into_the_mongodb_stand_in(synth_library,
     )
     assert result.exit_code == 0, result.output
     assert "analysed 4, unchanged 0, reused 0, failed 0" in result.output
-    catalog = MongoCatalog(uri, create=False)
+    catalog = StandInCatalog(uri, create=False)
     assert catalog.count() == 4 and catalog.check() == []
     assert {t.path for t in catalog.tracks()} == {str(p) for p in music.iterdir()}
 
@@ -76,5 +76,5 @@ def test_the_catalog_uri_may_come_from_the_environment(synth_library, tmp_path):
         main, ["--library", str(tmp_path / "lib"), "ingest", str(music), "-j", "1", "-q", "--no-index"]
     )
     assert result.exit_code == 0, result.output
-    assert MongoCatalog(uri, create=False).count() == 2
+    assert StandInCatalog(uri, create=False).count() == 2
     assert not (tmp_path / "lib" / "catalog.sqlite").exists()

@@ -9,7 +9,7 @@ feature version are already known is never analysed twice.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -184,6 +184,11 @@ def default_catalog_path(library: str | os.PathLike[str]) -> Path:
     return Path(library) / "catalog.sqlite"
 
 
+URI_SCHEMES: dict[str, Callable[..., Catalog]] = {}
+"""Further catalog URI prefixes → a class called as ``cls(uri, create=…)``; the tests plug their
+in-process MongoDB stand-in in here. ``mongodb://`` and ``mongodb+srv://`` are built in."""
+
+
 def open_catalog(library: str | os.PathLike[str], uri: str | None = None, *, create: bool = True) -> Catalog:
     """Open the catalog of a library folder: SQLite inside it, or MongoDB when ``uri`` says so.
 
@@ -192,7 +197,10 @@ def open_catalog(library: str | os.PathLike[str], uri: str | None = None, *, cre
     CatalogError
         When the catalog cannot be opened (or does not exist and ``create`` is false).
     """
-    if uri and uri.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+    for prefix, opener in URI_SCHEMES.items():
+        if uri and uri.startswith(prefix):
+            return opener(uri, create=create)
+    if uri and uri.startswith(("mongodb://", "mongodb+srv://")):
         from soundalike.catalog.mongo import MongoCatalog
 
         return MongoCatalog(uri, create=create)
@@ -211,6 +219,7 @@ __all__ = [
     "Segments",
     "Track",
     "TrackRecord",
+    "URI_SCHEMES",
     "default_catalog_path",
     "display_path",
     "open_catalog",

@@ -21,9 +21,8 @@ Writes are ordered bulk upserts keyed by path, one round trip per batch. There i
 across documents, so the revision is bumped both before and after a batch: whatever moment a
 writer is killed at, a reader never pairs the new tracks with the old revision.
 
-``mongomock://NAME/DB`` is an **in-process stand-in** (:mod:`mongomock`) used by the tests, where no
-MongoDB server can be installed; catalogs opened with the same ``NAME`` in one process share data,
-like clients of one server. It is not for real use.
+The tests run this class against an in-process stand-in for a server (``tests/mongo_stand_in.py``,
+a subclass that overrides :meth:`MongoCatalog._connect`); nothing of it is in the product.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import contextlib
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -54,7 +52,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DEFAULT_DATABASE = "soundalike"
-STAND_IN_SCHEME = "mongomock://"
 
 _TRACK_FIELDS = (
     "id", "path", "content_hash", "size", "mtime", "status", "duration", "title", "artist", "album",
@@ -63,9 +60,6 @@ _TRACK_FIELDS = (
 _TRACK_PROJECTION = {name: 1 for name in _TRACK_FIELDS} | {"_id": 0}
 _SEARCHED = ("title", "artist", "album", "genre", "path_text")
 
-# One in-memory "server" per stand-in name, shared by every catalog opened in this process.
-_STAND_IN_SERVERS: dict[str, Any] = {}
-_STAND_IN_LOCK = threading.Lock()
 
 
 def redact(uri: str) -> str:
@@ -94,27 +88,13 @@ def _track(doc: Mapping[str, Any]) -> Track:
     return Track(**values)
 
 
-def _stand_in_client(uri: str) -> Any:
-    """A mongomock client on the process-wide in-memory server named in ``mongomock://NAME/DB``."""
-    try:
-        import mongomock
-        from mongomock.store import ServerStore
-    except ImportError as exc:  # pragma: no cover - mongomock is a test dependency
-        raise CatalogError(f"{uri}: mongomock:// is the in-process test stand-in; install mongomock") from exc
-    name = uri[len(STAND_IN_SCHEME) :].split("/", 1)[0] or "default"
-    with _STAND_IN_LOCK:
-        store = _STAND_IN_SERVERS.setdefault(name, ServerStore())
-    return mongomock.MongoClient(_store=store)
-
-
 class MongoCatalog:
     """A catalog in a MongoDB database.
 
     Parameters
     ----------
     uri : str
-        ``mongodb://[USER:PASSWORD@]HOST[:PORT]/DB[?OPTIONS]``, ``mongodb+srv://…``, or
-        ``mongomock://NAME/DB`` (the in-process stand-in used by tests).
+        ``mongodb://[USER:PASSWORD@]HOST[:PORT]/DB[?OPTIONS]`` or ``mongodb+srv://…``.
     create : bool
         If false, a database without a soundalike catalog is an error instead of a new catalog.
     database : str, optional
@@ -135,18 +115,8 @@ class MongoCatalog:
         self.uri = uri
         self.location = redact(uri)
         try:
-            if uri.startswith(STAND_IN_SCHEME):
-                self._client = _stand_in_client(uri)
-                db_name = database or uri[len(STAND_IN_SCHEME) :].partition("/")[2].split("?")[0]
-                db_name = db_name or DEFAULT_DATABASE
-            else:
-                import pymongo
-
-                options: dict[str, Any] = {}
-                if "serverselectiontimeoutms" not in uri.lower():
-                    options["serverSelectionTimeoutMS"] = int(timeout_s * 1000)
-                self._client = pymongo.MongoClient(uri, **options)
-                db_name = database or self._client.get_default_database(DEFAULT_DATABASE).name
+            self._client, named = self._connect(uri, timeout_s)
+            db_name = database or named
             self._db = self._client[db_name]
             self.database = db_name
             if database is not None:
@@ -161,6 +131,21 @@ class MongoCatalog:
         self._state = self._db["state"]
 
     # -- opening ------------------------------------------------------------------------------
+
+    def _connect(self, uri: str, timeout_s: float) -> tuple[Any, str]:
+        """A client for ``uri`` and the database the URI names (default ``soundalike``)."""
+        import pymongo
+
+        options: dict[str, Any] = {}
+        if "serverselectiontimeoutms" not in uri.lower():
+            options["serverSelectionTimeoutMS"] = int(timeout_s * 1000)
+        client = pymongo.MongoClient(uri, **options)
+        return client, client.get_default_database(DEFAULT_DATABASE).name
+
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        import pymongo.errors
+
+        return isinstance(exc, pymongo.errors.PyMongoError)
 
     def _open(self, create: bool) -> None:
         db = self._db
@@ -207,15 +192,12 @@ class MongoCatalog:
         except CatalogError:
             raise
         except Exception as exc:
-            import pymongo.errors
-
-            if isinstance(exc, pymongo.errors.PyMongoError) or type(exc).__module__.startswith("mongomock"):
+            if self._is_driver_error(exc):
                 raise CatalogError(f"{self.location}: cannot {doing} ({_reason(exc)})") from exc
             raise
 
     def close(self) -> None:
-        if not self.uri.startswith(STAND_IN_SCHEME):
-            self._client.close()
+        self._client.close()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -299,15 +281,8 @@ class MongoCatalog:
         return doc
 
     def _bulk_write(self, ops: list[Any]) -> None:
-        """One ordered bulk write (one round trip); the stand-in applies the replacements one by one.
-
-        mongomock 4.3's ``bulk_write`` does not accept the operation objects of pymongo 4.9+.
-        """
-        if not self.uri.startswith(STAND_IN_SCHEME):
-            self._tracks.bulk_write(ops, ordered=True)
-            return
-        for op in ops:
-            self._tracks.replace_one(op._filter, op._doc, upsert=op._upsert)
+        """One ordered bulk write: one round trip."""
+        self._tracks.bulk_write(ops, ordered=True)
 
     def _bump(self) -> None:
         self._meta.update_one({"_id": "revision"}, {"$inc": {"value": 1}}, upsert=True)
