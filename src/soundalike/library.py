@@ -222,39 +222,23 @@ class Library:
         EmptyLibraryError
             When nothing is analysed yet.
         """
-        if backend is not None:
-            self.choose_backend(backend)
-        backend = backend or self.backend
-        index, reason = bundle.ensure(
-            self.folder,
-            self.catalog,
-            backend=backend,
-            params=self.tuned_params(backend),
-            weights=self.settings.family_weights,
-            progress=progress,
-        )
+        index, reason = bundle.ensure(self.folder, self.catalog, **self._build_options(backend), progress=progress)
         return Loaded(index, reason)
 
     def stale_reason(self) -> str | None:
         """Why the next :meth:`index` would rebuild, or None."""
-        backend = self.backend
-        return bundle.stale_reason(
-            self.folder, self.catalog, backend=backend, params=self.tuned_params(backend), weights=self.settings.family_weights
-        )
+        return bundle.stale_reason(self.folder, self.catalog, **self._build_options(None, remember=False))
 
     def rebuild(self, *, backend: str | None = None, progress: Callable[[str], None] | None = None) -> LibraryIndex:
         """Build and publish a new index now; a ``backend`` given here is remembered."""
-        if backend is not None:
+        return bundle.build(self.folder, self.catalog, **self._build_options(backend), progress=progress)
+
+    def _build_options(self, backend: str | None, *, remember: bool = True) -> dict[str, Any]:
+        """Backend, parameters and weights of this library's index (``backend``: chosen just now)."""
+        if backend is not None and remember:
             self.choose_backend(backend)
         backend = backend or self.backend
-        return bundle.build(
-            self.folder,
-            self.catalog,
-            backend=backend,
-            params=self.tuned_params(backend),
-            weights=self.settings.family_weights,
-            progress=progress,
-        )
+        return {"backend": backend, "params": self.tuned_params(backend), "weights": self.settings.family_weights}
 
     def load_published(self) -> LibraryIndex:
         """The published index as it is (another process may have just published it)."""

@@ -21,16 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from soundalike.catalog import (
-    OK,
-    CatalogStats,
-    FileState,
-    Segments,
-    Track,
-    TrackRecord,
-    display_path,
-)
+from soundalike.catalog import OK, CatalogStats, FileState, Segments, Track, TrackRecord
 from soundalike.errors import CatalogError
+from soundalike.vocabulary import display_path
 
 log = logging.getLogger(__name__)
 

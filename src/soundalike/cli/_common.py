@@ -94,6 +94,10 @@ def catalog_uri_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--catalog", "catalog_uri", default=None, metavar="URI", help="Catalog: a SQLite file or mongodb://HOST/DB.")(f)
 
 
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+
+
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(f)
 

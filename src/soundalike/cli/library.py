@@ -14,6 +14,7 @@ import click
 
 from soundalike.cli._common import (
     catalog_uri_option,
+    json_option,
     library_option,
     main,
     open_library,
@@ -144,7 +145,7 @@ def index_cmd(ctx: click.Context, backend: str | None) -> None:
 
 @main.command()
 @library_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Show the library: tracks, hours, failures, index."""
@@ -170,7 +171,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 @main.command()
 @library_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def failures(ctx: click.Context, as_json: bool) -> None:
     """List files that failed analysis, with the reason."""

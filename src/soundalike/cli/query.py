@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from soundalike.cli._common import library_option, loaded_index, main, open_library
+from soundalike.cli._common import json_option, library_option, loaded_index, main, open_library
 from soundalike.vocabulary import ASPECTS
 
 
 def _query_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--segments-csv", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write segment matches to this CSV.")(f)
-    f = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+    f = json_option(f)
     f = click.option("--aspect", "-a", type=click.Choice(ASPECTS), default="all", show_default=True, help="Which kind of similarity.")(f)
     f = click.option("-k", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="How many results.")(f)
     return library_option(f)
