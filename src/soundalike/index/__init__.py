@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only in annotations: the CLI imports TUNABLE_BACKENDS at start-up
+    import numpy as np
 
-__all__ = ["BACKENDS", "VectorIndex", "build_index", "default_params", "load_index"]
+__all__ = ["BACKENDS", "TUNABLE_BACKENDS", "VectorIndex", "build_index", "default_params", "load_index"]
 
 BACKENDS: dict[str, tuple[str, str]] = {
     "exact": ("soundalike.index.exact", "ExactIndex"),
@@ -43,6 +44,9 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "annoy": ("soundalike.index.annoy", "AnnoyIndex"),
 }
 """Backend name → (module, class); modules are imported on first use."""
+
+TUNABLE_BACKENDS: tuple[str, ...] = ("scann", "annoy")
+"""Backends with parameters worth tuning (``soundalike tune``); the exact index has none."""
 
 
 @runtime_checkable
