@@ -276,8 +276,7 @@ def clip_robustness(
         With the sources that failed (``skipped``, with the reason) and those not ranked first
         (``misses``, with their rank or None).
     """
-    from soundalike import synth
-    from soundalike.audio import decode
+    from soundalike.audio import add_noise, decode, encode, excerpt
 
     report = progress or noop
     ranks: list[int | None] = []
@@ -293,12 +292,12 @@ def clip_robustness(
                 duration = audio.duration
                 length = min(excerpt_seconds, duration)
                 start = min(start_fraction * duration, duration - length)
-                cut = synth.excerpt(audio.samples, sample_rate=EXCERPT_RATE, start_s=start, duration_s=length)
-                noisy = synth.add_noise(cut, snr_db=snr_db, rng=seed + track.id)
+                cut = excerpt(audio.samples, sample_rate=EXCERPT_RATE, start_s=start, duration_s=length)
+                noisy = add_noise(cut, snr_db=snr_db, rng=seed + track.id)
                 peak = float(np.max(np.abs(noisy))) if len(noisy) else 0.0
                 if peak > 1.0:  # the MP3 encoder clips; scale instead, as a mastering limiter would
                     noisy = noisy / peak
-                synth.write_audio(clip, noisy, sample_rate=EXCERPT_RATE, bitrate=bitrate)
+                encode(clip, noisy, sample_rate=EXCERPT_RATE, bitrate=bitrate)
             except (SoundalikeError, ValueError, OSError) as exc:
                 skipped.append(ClipSkip(path=track.display_path, reason=str(exc)))
                 report("excerpts", done, len(tracks))
