@@ -266,17 +266,16 @@ def plot_tuning(result: TuneResult, path: str | os.PathLike[str]) -> Path:
     ax.set_xlabel("queries per second (one thread, one query at a time)")
     ax.set_ylabel(f"recall@{result.k} against exact search (worse of similar / least similar)")
     ax.set_title(f"Tuning {result.backend} on {result.count} vectors ({result.queries} held-out queries)")
-    return _save(plt, fig, ax, path, legend={"fontsize": 8, "loc": "lower left"})
-
-
-def _save(plt: Any, fig: Any, ax: Any, path: str | os.PathLike[str], *, legend: dict[str, Any] | None = None) -> Path:
-    """Grid, legend, tight layout; write the PNG and close the figure."""
     ax.grid(True, alpha=0.3)
-    if legend is not None:
-        ax.legend(**legend)
+    ax.legend(fontsize=8, loc="lower left")
+    return _save(plt, fig, path)
+
+
+def _save(plt: Any, fig: Any, path: str | os.PathLike[str], **savefig: Any) -> Path:
+    """Lay the figure out, write it as a PNG and close it."""
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out)
+    fig.savefig(out, **savefig)
     plt.close(fig)
     return out
 
@@ -317,10 +316,7 @@ def _plot_map(plt: Any, ev: Evaluation, path: Path) -> Path:
     ax.set_title(f"Library map: PCA of the normalised track features, {title}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, bbox_inches="tight")
 
 
 def _plot_silhouette(plt: Any, sil: Silhouette, path: Path) -> Path:
@@ -335,7 +331,8 @@ def _plot_silhouette(plt: Any, sil: Silhouette, path: Path) -> Path:
     ax.set_ylabel("silhouette")
     ax.set_xticks(ks)
     ax.set_title("Silhouette of k-means on the normalised features")
-    return _save(plt, fig, ax, path)
+    ax.grid(True, alpha=0.3)
+    return _save(plt, fig, path)
 
 
 def _plot_precision_by_label(plt: Any, r: Retrieval, labels: LabelSummary | None, path: Path) -> Path:
@@ -366,10 +363,7 @@ def _plot_precision_by_label(plt: Any, r: Retrieval, labels: LabelSummary | None
     ax.set_xlabel("share of the ranking with the query's label")
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_precision_by_aspect(plt: Any, r: Retrieval, path: Path) -> Path:
@@ -392,10 +386,7 @@ def _plot_precision_by_aspect(plt: Any, r: Retrieval, path: Path) -> Path:
     ax.axhline(len(names) - 0.5, color="white", lw=2)
     ax.set_title(f"Leave-one-out P@{r.k} by label and aspect")
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_recall_latency(plt: Any, ix: IndexQuality, latencies: dict[str, np.ndarray], path: Path) -> Path:
@@ -420,7 +411,4 @@ def _plot_recall_latency(plt: Any, ix: IndexQuality, latencies: dict[str, np.nda
     right.set_ylim(0, 1.1)
     right.set_title(f"{ix.backend} recall@{ix.k} vs exact")
     right.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
