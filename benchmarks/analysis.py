@@ -79,7 +79,7 @@ def _decode_stereo(path: Path) -> np.ndarray:
 
 
 def _write_mp3(path: Path, stereo: np.ndarray) -> None:
-    """44.1 kHz stereo MP3 at a constant 128 kbit/s, through libsndfile's LAME (as synth does)."""
+    """44.1 kHz stereo MP3 at a constant 128 kbit/s, through libsndfile's LAME (as audio.encode does, in stereo)."""
     import soundfile as sf
 
     tmp = path.with_suffix(".tmp.mp3")

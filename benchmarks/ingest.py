@@ -38,12 +38,12 @@ QUICK = IngestConfig(tracks=48)
 
 
 def _write_one(args: tuple[str, dict[str, object]]) -> None:
-    from soundalike import synth
+    from soundalike import audio, synth
 
     path, spec_fields = args
     spec = synth.TrackSpec(**spec_fields)  # type: ignore[arg-type]
     bitrate = "128k" if path.endswith(".mp3") else None
-    synth.write_audio(path, synth.render(spec, sample_rate=RATE), sample_rate=RATE, bitrate=bitrate)
+    audio.encode(path, synth.render(spec, sample_rate=RATE), sample_rate=RATE, bitrate=bitrate)
 
 
 def library(cache: Path, tracks: int, seconds: float, *, workers: int = 2) -> Path:

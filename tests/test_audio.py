@@ -1,4 +1,7 @@
-"""Decoding: every common format works, every broken input gets its own named error."""
+"""Decoding: every common format works, every broken input gets its own named error.
+
+Encoding: every format is written by the codec of its extension; excerpts and noise for query clips.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from soundalike import audio
+from soundalike import audio, synth
 from soundalike.errors import (
     CorruptAudioError,
     EmptyFileError,
@@ -187,13 +190,136 @@ def test_tags_of_a_non_audio_file_are_empty(tmp_path):
 
 
 def test_decode_with_truncate_to_stops_at_that_many_seconds(tmp_path, rng):
-    from soundalike import synth
-
     y = (0.3 * rng.standard_normal(22050 * 20)).astype("float32")
-    path = synth.write_audio(tmp_path / "long.ogg", y, sample_rate=22050)
+    path = audio.encode(tmp_path / "long.ogg", y, sample_rate=22050)
     cut = audio.decode(path, truncate_to=5.0, max_duration=10.0)  # longer than max_duration: no error
     assert cut.truncated_to == pytest.approx(5.0, abs=0.01)
     assert cut.duration == pytest.approx(5.0, abs=0.01)
     whole = audio.decode(path)
     assert whole.truncated_to is None
     assert whole.duration == pytest.approx(20.0, abs=0.1)
+
+
+# --- noise, excerpts and encoding ---------------------------------------------------------------
+
+SR = 22050
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of ``path`` with PyAV to mono float32 at its own rate."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono")
+        chunks = [
+            out.to_ndarray().reshape(-1)
+            for frame in container.decode(stream)
+            for out in resampler.resample(frame)
+        ]
+        rate = stream.codec_context.sample_rate
+    return np.concatenate(chunks), rate
+
+
+# --- noise and excerpts -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 30.0])
+def test_add_noise_reaches_the_requested_snr(snr_db: float, rng: np.random.Generator) -> None:
+    y = synth.render(synth.TrackSpec("square", "halftime", "A", duration=4.0))
+
+    noisy = audio.add_noise(y, snr_db=snr_db, rng=rng)
+
+    noise = noisy.astype(np.float64) - y
+    measured = 20 * np.log10(np.sqrt(np.mean(y.astype(np.float64) ** 2) / np.mean(noise**2)))
+    assert noisy.shape == y.shape
+    assert noisy.dtype == np.float32
+    assert measured == pytest.approx(snr_db, abs=0.1)
+
+
+def test_excerpt_returns_the_samples_from_start_for_duration() -> None:
+    y = np.arange(10 * SR, dtype=np.float32)
+
+    segment = audio.excerpt(y, sample_rate=SR, start_s=2.5, duration_s=3.0)
+
+    np.testing.assert_array_equal(segment, y[round(2.5 * SR) : round(5.5 * SR)])
+
+
+def test_excerpt_outside_the_signal_raises() -> None:
+    y = np.zeros(10 * SR, dtype=np.float32)
+
+    with pytest.raises(ValueError, match="does not fit"):
+        audio.excerpt(y, sample_rate=SR, start_s=8.0, duration_s=3.0)
+
+
+# --- encoding through real codecs ------------------------------------------------------------
+
+EXPECTED_CODEC = {
+    "wav": "pcm_s16le",
+    "flac": "flac",
+    "ogg": "vorbis",
+    "opus": "opus",
+    "mp3": "mp3",
+    "m4a": "aac",
+}
+
+
+@pytest.fixture(scope="module")
+def three_second_track() -> np.ndarray:
+    return synth.render(synth.TrackSpec("pluck", "four_on_floor", "A", duration=3.0), sample_rate=SR)
+
+
+@pytest.mark.parametrize("ext", list(EXPECTED_CODEC))
+def test_encode_decodes_with_pyav_at_the_written_duration(
+    ext: str, three_second_track: np.ndarray, tmp_path: Path
+) -> None:
+    path = audio.encode(tmp_path / f"track.{ext}", three_second_track, sample_rate=SR)
+
+    decoded, rate = _decode(path)
+
+    assert len(decoded) / rate == pytest.approx(3.0, abs=0.1)
+    # Not garbage: the level survives the codec within 1 dB.
+    level_change = 20 * np.log10(np.std(decoded) / np.std(three_second_track))
+    assert abs(level_change) < 1.0
+
+
+@pytest.mark.parametrize(("ext", "codec"), list(EXPECTED_CODEC.items()))
+def test_encode_uses_the_codec_of_the_extension(
+    ext: str, codec: str, three_second_track: np.ndarray, tmp_path: Path
+) -> None:
+    path = audio.encode(tmp_path / f"track.{ext}", three_second_track, sample_rate=SR)
+
+    with av.open(str(path)) as container:
+        # FFmpeg may name the MP3 decoder "mp3float"; the codec descriptor is what was written.
+        assert container.streams.audio[0].codec_context.codec.name.startswith(codec)
+
+
+def test_encode_resamples_opus_to_a_rate_opus_supports(
+    three_second_track: np.ndarray, tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    path = audio.encode(tmp_path / "track.opus", three_second_track, sample_rate=SR)
+
+    assert sf.info(str(path)).samplerate in (8000, 12000, 16000, 24000, 48000)
+
+
+@pytest.mark.parametrize(
+    ("ext", "bitrate", "expected"), [("mp3", "64k", 64000), ("m4a", "48k", 48000)]
+)
+def test_encode_applies_the_bitrate(
+    ext: str, bitrate: str, expected: int, three_second_track: np.ndarray, tmp_path: Path
+) -> None:
+    path = audio.encode(
+        tmp_path / f"track.{ext}", three_second_track, sample_rate=SR, bitrate=bitrate
+    )
+
+    with av.open(str(path)) as container:
+        measured = container.streams.audio[0].bit_rate or container.bit_rate
+
+    assert measured == pytest.approx(expected, rel=0.25)
+
+
+def test_encode_rejects_an_unsupported_extension(
+    three_second_track: np.ndarray, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=r"\.xyz"):
+        audio.encode(tmp_path / "track.xyz", three_second_track, sample_rate=SR)

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.cli import main
 
@@ -61,7 +61,7 @@ def test_stats_shows_tracks_failures_and_index(cli_library):
 
 def test_query_json_has_the_documented_shape(cli_library, tmp_path):
     library, music, _ = cli_library
-    clip = synth.write_audio(
+    clip = audio.encode(
         tmp_path / "clip.ogg", synth.render(synth.TrackSpec("pad", "bossa", "D", duration=8.0, seed=7)), sample_rate=22050
     )
     code, out = run("--library", str(library), "query", str(clip), "-k", "4", "--json")
@@ -85,7 +85,7 @@ def test_segments_csv_has_the_documented_columns(cli_library, tmp_path, synth_li
     library, music, _ = cli_library
     source = next(p for p in music.iterdir() if p.stat().st_size > 1000)
     spec = synth_library.spec_of(str(synth_library.music / source.name))
-    clip = synth.write_audio(tmp_path / "c.mp3", synth.excerpt(synth.render(spec), sample_rate=22050, start_s=4, duration_s=10), sample_rate=22050)
+    clip = audio.encode(tmp_path / "c.mp3", audio.excerpt(synth.render(spec), sample_rate=22050, start_s=4, duration_s=10), sample_rate=22050)
     out_csv = tmp_path / "matches.csv"
     code, out = run("--library", str(library), "query", str(clip), "--segments-csv", str(out_csv))
     assert code == 0, out

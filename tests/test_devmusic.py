@@ -35,14 +35,13 @@ def test_real_music_beats_every_peer_in_peers_md(tmp_path):
     index = bundle.build(tmp_path, catalog, backend="scann")
     labels = labels_from_csv(DEV_MUSIC / "labels.csv", catalog)
     ev = evaluate_library(catalog, index, labels=labels, options=EvalOptions(k=10, excerpts=91, index_queries=91))
-    m = ev.metrics
     figures = {
-        "p_at_10": m["retrieval"]["aspects"]["all"]["precision_at_k"],
-        "map": m["retrieval"]["aspects"]["all"]["map"],
-        "top1": m["clips"]["top1"],
-        "top10": m["clips"]["top10"],
-        "silhouette": m["silhouette"]["score"] if isinstance(m["silhouette"], dict) and "score" in m["silhouette"] else m["silhouette"],
-        "index_recall": m["index"],
+        "p_at_10": ev.retrieval.aspects["all"].precision_at_k,
+        "map": ev.retrieval.aspects["all"].map,
+        "top1": ev.clips.top1,
+        "top10": ev.clips.top10,
+        "silhouette": ev.silhouette.score,
+        "index_recall": ev.index.to_dict(),
     }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "devmusic.json").write_text(json.dumps(figures, indent=2, default=str))

@@ -10,7 +10,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.catalog import FAILED
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.ingest import ProcessRunner, SerialRunner, ingest, walk
@@ -43,7 +43,7 @@ def test_changed_file_is_analysed_again(synth_library, tmp_path):
     before = catalog.get_by_path(str(target))
     y = synth.render(synth.TrackSpec("pad", "waltz", "F", duration=6.0, seed=5))
     target.unlink()
-    synth.write_audio(target.with_suffix(target.suffix), y, sample_rate=22050)
+    audio.encode(target.with_suffix(target.suffix), y, sample_rate=22050)
     again = ingest([music], catalog)
     assert (again.analysed, again.unchanged) == (1, 2)
     after = catalog.get_by_path(str(target))
@@ -81,8 +81,8 @@ def test_bad_files_are_reported_and_the_batch_goes_on(synth_library, tmp_path):
     music = _small_music(synth_library, tmp_path / "m", 2)
     (music / "empty.mp3").write_bytes(b"")
     (music / "readme.ogg").write_text("not music at all\n" * 40)
-    synth.write_audio(music / "silence.wav", np.zeros(22050 * 3, dtype=np.float32), sample_rate=22050)
-    good = synth.write_audio(music / "cut.wav", synth.render(synth.TrackSpec("organ", "backbeat", "C", duration=6.0)), sample_rate=22050)
+    audio.encode(music / "silence.wav", np.zeros(22050 * 3, dtype=np.float32), sample_rate=22050)
+    good = audio.encode(music / "cut.wav", synth.render(synth.TrackSpec("organ", "backbeat", "C", duration=6.0)), sample_rate=22050)
     data = good.read_bytes()
     good.write_bytes(data[: len(data) // 3])
     os.symlink(music / "does-not-exist.mp3", music / "broken-link.mp3")

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.errors import IndexMismatchError, TrackNotFoundError
 from soundalike.index import bundle
@@ -54,9 +54,9 @@ def test_noisy_mp3_excerpt_finds_its_source_first(synth_library, recommender, tm
     ranks = []
     for path, spec in synth_library.tracks:
         y = synth.render(spec)
-        clip = synth.excerpt(y, sample_rate=22050, start_s=0.4 * synth_library_duration(spec), duration_s=10.0)
-        clip = synth.add_noise(clip, snr_db=30.0, rng=rng)
-        out = synth.write_audio(tmp_path / f"{spec.name}-excerpt.mp3", clip, sample_rate=22050, bitrate="96k")
+        clip = audio.excerpt(y, sample_rate=22050, start_s=0.4 * synth_library_duration(spec), duration_s=10.0)
+        clip = audio.add_noise(clip, snr_db=30.0, rng=rng)
+        out = audio.encode(tmp_path / f"{spec.name}-excerpt.mp3", clip, sample_rate=22050, bitrate="96k")
         result = recommender.similar_to_file(out, k=10)
         paths = [r.track.path for r in result.results]
         ranks.append(paths.index(str(path)) + 1 if str(path) in paths else 99)
@@ -130,8 +130,8 @@ def test_results_are_ordered_and_least_similar_are_the_far_end(synth_library, re
 def test_segment_matches_point_at_the_excerpts_place_in_its_source(synth_library, recommender, tmp_path):
     path, spec = synth_library.tracks[11]
     y = synth.render(spec)
-    clip = synth.excerpt(y, sample_rate=22050, start_s=5.0, duration_s=10.0)
-    out = synth.write_audio(tmp_path / "clip.mp3", clip, sample_rate=22050)
+    clip = audio.excerpt(y, sample_rate=22050, start_s=5.0, duration_s=10.0)
+    out = audio.encode(tmp_path / "clip.mp3", clip, sample_rate=22050)
     result = recommender.similar_to_file(out, k=5, segments=True)
     buffer = io.StringIO()
     n = write_segment_csv(result.segment_matches, buffer)

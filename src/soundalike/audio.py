@@ -1,10 +1,15 @@
-"""Decode any audio file to mono float32 at one analysis rate.
+"""Decode any audio file to mono float32 at one analysis rate; encode a signal through real codecs.
 
-This is the only module that touches codecs. It uses PyAV (FFmpeg's libraries), so MP3, Ogg
-Vorbis, Opus, FLAC, WAV, AIFF and M4A/AAC all work, and it identifies a file by its content, never by
-its extension. Every way a file can fail becomes one precise :class:`~soundalike.errors.AudioError`
-subclass; decoding is bounded in output length, so a tiny file that expands to hours cannot hang or
-exhaust memory.
+This is the only module that touches codecs. :func:`decode` uses PyAV (FFmpeg's libraries), so
+MP3, Ogg Vorbis, Opus, FLAC, WAV, AIFF and M4A/AAC all work, and it identifies a file by its
+content, never by its extension. Every way a file can fail becomes one precise
+:class:`~soundalike.errors.AudioError` subclass; decoding is bounded in output length, so a tiny
+file that expands to hours cannot hang or exhaust memory.
+
+:func:`encode` writes a mono signal through real encoders chosen by the extension (libsndfile for
+WAV, FLAC, Ogg Vorbis, Ogg Opus and MP3; FFmpeg's AAC through PyAV for M4A), so that a synthetic
+file looks like a real one to the decoder. :func:`excerpt` and :func:`add_noise` are the pure
+signal operations that make a query clip out of a track.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -159,9 +167,9 @@ def decode(
     if not np.all(np.isfinite(samples)):
         raise CorruptAudioError(label, "decoded samples contain NaN or infinity")
     samples -= samples.mean(dtype=np.float64)
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    if rms <= 10 ** (SILENCE_DBFS / 20):
-        level = 20 * np.log10(rms) if rms > 0 else float("-inf")
+    level_rms = rms(samples)
+    if level_rms <= 10 ** (SILENCE_DBFS / 20):
+        level = 20 * np.log10(level_rms) if level_rms > 0 else float("-inf")
         raise SilentAudioError(label, f"silent (level {level:.0f} dBFS, below {SILENCE_DBFS:.0f} dBFS)")
     return Audio(
         samples=samples,
@@ -357,3 +365,221 @@ def read_tags(path: str | os.PathLike[str] | BinaryIO) -> dict[str, str]:
             if text:
                 tags[key] = text
     return tags
+
+
+# -- signals ------------------------------------------------------------------------------------
+
+
+def rms(y: np.ndarray) -> float:
+    """Root mean square of a signal (0 for an empty one), computed in float64."""
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
+
+
+def add_noise(y: np.ndarray, *, snr_db: float, rng: np.random.Generator | int | None) -> np.ndarray:
+    """Add white gaussian noise at a given signal-to-noise ratio.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Signal.
+    snr_db : float
+        Ratio of the signal's RMS to the noise's RMS, in dB.
+    rng : np.random.Generator or int or None
+        Source of the noise (an int is used as a seed).
+
+    Returns
+    -------
+    noisy : np.ndarray [shape=(n,), dtype=float32]
+        ``y`` plus noise; not clipped, so it may exceed [-1, 1] at low SNR.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    generator = np.random.default_rng(rng)
+    noise_rms = rms(y) / 10.0 ** (snr_db / 20.0)
+    noise = generator.standard_normal(y.shape) * noise_rms
+    return (y + noise).astype(np.float32)
+
+
+def excerpt(y: np.ndarray, *, sample_rate: int, start_s: float, duration_s: float) -> np.ndarray:
+    """Cut a segment out of a signal.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Signal.
+    sample_rate : int
+        Rate of ``y`` in Hz.
+    start_s, duration_s : float
+        Start and length of the segment in seconds.
+
+    Returns
+    -------
+    segment : np.ndarray [shape=(round(duration_s * sample_rate),)]
+        A copy of the samples from ``round(start_s * sample_rate)`` on.
+
+    Raises
+    ------
+    ValueError
+        If the segment is empty or does not lie inside ``y``.
+    """
+    start = round(start_s * sample_rate)
+    length = round(duration_s * sample_rate)
+    if start < 0 or length <= 0 or start + length > len(y):
+        raise ValueError(
+            f"excerpt [{start_s:g} s, {start_s + duration_s:g} s) does not fit in a signal of "
+            f"{len(y) / sample_rate:g} s"
+        )
+    return np.array(y[start : start + length], copy=True)
+
+
+# -- encoding through real codecs ----------------------------------------------------------------
+
+_OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+_MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+_AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+# libvorbis nominal bitrates (44.1 kHz stereo) at quality -1 … 10, to turn a bitrate into a quality.
+_VORBIS_KBPS = (45, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 500)
+ENCODE_FORMATS: tuple[str, ...] = ("wav", "flac", "ogg", "opus", "mp3", "m4a")
+"""File extensions :func:`encode` writes (without the dot)."""
+
+
+def _parse_bitrate(bitrate: str | int) -> int:
+    """``"128k"`` or ``128000`` → bits per second."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kK]?)\s*", str(bitrate))
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"bad bitrate {bitrate!r}; expected e.g. '128k' or 128000")
+    return int(float(match.group(1)) * (1000 if match.group(2) else 1))
+
+
+def _supported_rate(sample_rate: int, rates: Sequence[int]) -> int:
+    """The smallest rate in ``rates`` at or above ``sample_rate`` (else the highest)."""
+    return next((r for r in rates if r >= sample_rate), rates[-1])
+
+
+def _resample(y: np.ndarray, source: int, target: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    if source == target:
+        return y
+    g = math.gcd(source, target)
+    return resample_poly(y, target // g, source // g).astype(np.float32)
+
+
+def encode(
+    path: str | os.PathLike[str],
+    y: np.ndarray,
+    *,
+    sample_rate: int,
+    bitrate: str | int | None = None,
+) -> Path:
+    """Write a mono signal through a real encoder chosen by the file extension.
+
+    ===========  ==========================  =========================================
+    extension    encoder                     notes
+    ===========  ==========================  =========================================
+    ``.wav``     libsndfile, PCM 16-bit      lossless; ``bitrate`` ignored
+    ``.flac``    libsndfile, FLAC 16-bit     lossless; ``bitrate`` ignored
+    ``.ogg``     libsndfile, Vorbis          ``bitrate`` → nominal VBR quality
+    ``.opus``    libsndfile, Ogg Opus        resampled to 8/12/16/24/48 kHz
+    ``.mp3``     libsndfile (LAME)           ``bitrate`` → constant bitrate
+    ``.m4a``     PyAV (FFmpeg AAC)           ``bitrate`` → AAC target bitrate
+    ===========  ==========================  =========================================
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; its parent directory must exist. Overwritten if present.
+    y : np.ndarray [shape=(n,)]
+        Mono signal in [-1, 1] (clipped when written as 16-bit PCM).
+    sample_rate : int
+        Rate of ``y`` in Hz. Rates a codec cannot store are resampled to the next one it can.
+    bitrate : str or int, optional
+        Target bitrate of lossy formats, e.g. ``"96k"``; the encoder default when ``None``.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        If the extension is not one of the above, or ``y`` is not one-dimensional.
+    """
+    path = Path(path)
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in ENCODE_FORMATS:
+        raise ValueError(
+            f"cannot write {path.name!r}: unsupported extension {path.suffix!r}; "
+            f"expected one of {', '.join('.' + f for f in ENCODE_FORMATS)}"
+        )
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"expected a mono signal of shape (n,), got shape {y.shape}")
+    bps = None if bitrate is None else _parse_bitrate(bitrate)
+
+    if ext == "m4a":
+        rate = _supported_rate(sample_rate, _AAC_RATES)
+        _write_aac(path, _resample(y, sample_rate, rate), sample_rate=rate, bps=bps)
+        return path
+
+    import soundfile as sf
+
+    options: dict[str, object] = {}
+    rate = sample_rate
+    if ext == "wav":
+        options = {"format": "WAV", "subtype": "PCM_16"}
+    elif ext == "flac":
+        options = {"format": "FLAC", "subtype": "PCM_16"}
+    elif ext == "ogg":
+        options = {"format": "OGG", "subtype": "VORBIS"}
+        if bps is not None:
+            quality = np.interp(
+                bps / 1000.0, _VORBIS_KBPS, np.linspace(-0.1, 1.0, len(_VORBIS_KBPS))
+            )
+            # libsndfile's Vorbis quality is 1 - compression_level, clipped to [0, 1].
+            options["compression_level"] = float(np.clip(1.0 - quality, 0.0, 1.0))
+    elif ext == "opus":
+        rate = _supported_rate(sample_rate, _OPUS_RATES)
+        options = {"format": "OGG", "subtype": "OPUS"}
+        if bps is not None:
+            # libsndfile: bitrate = (1 - level) * 250 kbps + 6 kbps per channel.
+            options["compression_level"] = float(np.clip(1.0 - (bps - 6000) / 250000, 0.0, 1.0))
+    elif ext == "mp3":
+        rate = _supported_rate(sample_rate, _MP3_RATES)
+        options = {"format": "MP3", "subtype": "MPEG_LAYER_III"}
+        if bps is not None:
+            # libsndfile maps compression_level linearly onto the MPEG version's bitrate range.
+            low, high = (32, 320) if rate >= 32000 else (8, 160) if rate >= 16000 else (8, 64)
+            kbps = min(max(bps / 1000.0, low), high)
+            options["compression_level"] = (high - kbps) / (high - low)
+            options["bitrate_mode"] = "CONSTANT"
+    elif bps is not None:
+        log.debug("%s is lossless; ignoring bitrate %r", path.name, bitrate)
+
+    data = _resample(y, sample_rate, rate)
+    if ext in ("wav", "flac"):
+        data = np.clip(data, -1.0, 1.0)
+    sf.write(path, data, rate, **options)
+    log.debug("wrote %s (%s, %d Hz, %d samples)", path, ext, rate, data.size)
+    return path
+
+
+def _write_aac(path: Path, y: np.ndarray, *, sample_rate: int, bps: int | None) -> None:
+    """Encode ``y`` as AAC in an MPEG-4 audio (.m4a) container with PyAV."""
+    import av
+
+    with av.open(str(path), "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        if bps is not None:
+            stream.bit_rate = bps
+        stream.codec_context.open()
+        frame_size = stream.codec_context.frame_size or 1024
+        for start in range(0, y.size, frame_size):
+            chunk = np.ascontiguousarray(y[start : start + frame_size])[np.newaxis, :]
+            frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+            frame.sample_rate = sample_rate
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from soundalike import synth
+from soundalike import audio, synth
 
 CLIP = synth.TrackSpec("pluck", "backbeat", "E", duration=10.0, seed=9_999)
 """The clip that is not in the library: pluck over a backbeat, in a key the library lacks."""
@@ -28,7 +28,7 @@ def write_demo_music(out: Path) -> tuple[Path, Path]:
         synth.write_library(music, synth.library_specs(keys=("C", "A"), duration=12.0))
     clip = out / "clip-not-in-library.mp3"
     if not clip.exists():
-        synth.write_audio(clip, synth.render(CLIP), sample_rate=22050)
+        audio.encode(clip, synth.render(CLIP), sample_rate=22050)
     return music, clip
 
 

@@ -133,27 +133,27 @@ def test_leave_one_out_matches_the_recommender_on_the_exact_index(synth_library,
         for track_id, label in by_id.items():
             recs = recommender.similar_to_track(track_id, k=10, aspect=aspect).results
             precisions.append(sum(by_id[r.track.id] == label for r in recs) / 10)
-        assert got["aspects"][aspect]["precision_at_k"] == pytest.approx(np.mean(precisions), abs=1e-9)
+        assert got.aspects[aspect].precision_at_k == pytest.approx(np.mean(precisions), abs=1e-9)
 
 
 def test_average_precision_is_one_when_labels_follow_the_vectors() -> None:
     x = np.array([[1, 0], [0.99, 0.14], [0, 1], [0.14, 0.99]], dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     got = ev.retrieval_quality(x, ["a", "a", "b", "b"], k=1)
-    assert got["aspects"]["all"]["precision_at_k"] == 1.0 and got["aspects"]["all"]["map"] == 1.0
+    assert got.aspects["all"].precision_at_k == 1.0 and got.aspects["all"].map == 1.0
     flipped = ev.retrieval_quality(x, ["a", "b", "a", "b"], k=1)
     # rows 0 and 2 find their one relevant track third of three (AP 1/3), rows 1 and 3 second (AP 1/2)
-    assert flipped["aspects"]["all"]["precision_at_k"] == 0.0
-    assert flipped["aspects"]["all"]["map"] == pytest.approx((1 / 3 + 1 / 2) / 2)
-    assert flipped["aspects"]["all"]["by_label"]["a"]["map"] == pytest.approx((1 / 3 + 1 / 3) / 2)
+    assert flipped.aspects["all"].precision_at_k == 0.0
+    assert flipped.aspects["all"].map == pytest.approx((1 / 3 + 1 / 2) / 2)
+    assert flipped.aspects["all"].by_label["a"].map == pytest.approx((1 / 3 + 1 / 3) / 2)
 
 
 def test_without_labels_k_means_picks_the_best_k(indexes) -> None:
     metrics, clusters = ev.silhouette_analysis(indexes["exact"].vectors, None)
-    assert metrics["chosen_by"] == "best" and metrics["label_silhouette"] is None
-    best = max(metrics["by_k"].values())
-    assert metrics["score"] == pytest.approx(best, abs=1e-3) and metrics["by_k"][str(metrics["k"])] == pytest.approx(best)
-    assert clusters is not None and len(set(clusters.tolist())) == metrics["k"]
+    assert metrics.chosen_by == "best" and metrics.label_silhouette is None
+    best = max(metrics.by_k.values())
+    assert metrics.score == pytest.approx(best, abs=1e-3) and metrics.by_k[metrics.k] == pytest.approx(best)
+    assert clusters is not None and len(set(clusters.tolist())) == metrics.k
 
 
 def test_labels_csv_matches_tracks_ingested_from_another_place(synth_library, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from soundalike import synth
+from soundalike.audio import encode
 from soundalike.catalog import OK, TrackRecord
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.cli import main
@@ -134,7 +135,7 @@ def test_sample_command_writes_a_list_that_ingest_takes_exactly(tmp_path: Path, 
         path = fma_audio_path(audio, tid)
         path.parent.mkdir(parents=True, exist_ok=True)
         spec = synth.TrackSpec(instrument=synth.INSTRUMENTS[i % 4], groove="backbeat", key="C", duration=3.0, seed=i)
-        synth.write_audio(path, synth.render(spec), sample_rate=22050, bitrate="64k")
+        encode(path, synth.render(spec), sample_rate=22050, bitrate="64k")
     meta = write_fma(tmp_path / "tracks.csv", {tid: {"track.genre_top": g} for tid, g in plan.items()})
     out = tmp_path / "list.txt"
     runner = CliRunner()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.audio import SAMPLE_RATE
 from soundalike.features import frames
 
@@ -49,7 +49,7 @@ def test_shipped_filter_banks_equal_librosas():
 
 def test_analysing_a_file_imports_neither_librosa_nor_numba(tmp_path):
     path = tmp_path / "one.flac"
-    synth.write_audio(path, synth.render(synth.TrackSpec("pluck", "backbeat", "C", duration=4.0, seed=1)), sample_rate=SAMPLE_RATE)
+    audio.encode(path, synth.render(synth.TrackSpec("pluck", "backbeat", "C", duration=4.0, seed=1)), sample_rate=SAMPLE_RATE)
     code = (
         "import sys\n"
         "from soundalike.ingest import AnalysisOptions, _stat, analyse_file\n"

@@ -14,7 +14,7 @@ import numpy as np
 import psutil
 import soundfile as sf
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.catalog import FAILED, OK
 from soundalike.catalog.sqlite import SQLiteCatalog
 
@@ -41,7 +41,7 @@ def build_corpus(folder: Path, rng: np.random.Generator) -> tuple[dict[str, str]
     src = folder / "_sources"
     src.mkdir()
     y = _music(10.0)
-    full = {ext: synth.write_audio(src / f"full.{ext}", y, sample_rate=SR) for ext in ("mp3", "ogg", "flac", "wav", "m4a", "opus")}
+    full = {ext: audio.encode(src / f"full.{ext}", y, sample_rate=SR) for ext in ("mp3", "ogg", "flac", "wav", "m4a", "opus")}
     expect: dict[str, str] = {}
 
     def bad(name: str, reason: str, data: bytes | None = None) -> Path:
@@ -72,16 +72,16 @@ def build_corpus(folder: Path, rng: np.random.Generator) -> tuple[dict[str, str]
     bad("garbage.mp3", "corrupt|not-audio", full["mp3"].read_bytes()[:417] + garbage)
     bad("garbage.ogg", "corrupt|not-audio", full["ogg"].read_bytes()[:4000] + garbage)
     # Too short, silent, DC only, NaN samples.
-    synth.write_audio(bad("short.wav", "too-short"), y[: int(0.3 * SR)], sample_rate=SR)
-    synth.write_audio(bad("blip.mp3", "too-short"), y[: int(0.05 * SR)], sample_rate=SR)
-    synth.write_audio(bad("silence.wav", "silent"), np.zeros(5 * SR, dtype=np.float32), sample_rate=SR)
-    synth.write_audio(bad("silence.mp3", "silent"), np.zeros(5 * SR, dtype=np.float32), sample_rate=SR)
+    audio.encode(bad("short.wav", "too-short"), y[: int(0.3 * SR)], sample_rate=SR)
+    audio.encode(bad("blip.mp3", "too-short"), y[: int(0.05 * SR)], sample_rate=SR)
+    audio.encode(bad("silence.wav", "silent"), np.zeros(5 * SR, dtype=np.float32), sample_rate=SR)
+    audio.encode(bad("silence.mp3", "silent"), np.zeros(5 * SR, dtype=np.float32), sample_rate=SR)
     sf.write(str(bad("dc.wav", "silent")), np.full(5 * SR, 0.7, dtype=np.float32), SR, subtype="FLOAT")
     nan = y[: 5 * SR].copy()
     nan[1000:2000] = np.nan
     sf.write(str(bad("nan.wav", "corrupt")), nan, SR, subtype="FLOAT")
     # Bombs: a tiny file whose header claims hours, and one that really decodes to hours.
-    liar = bytearray(synth.write_audio(src / "liar.wav", y[: 2 * SR], sample_rate=SR).read_bytes())
+    liar = bytearray(audio.encode(src / "liar.wav", y[: 2 * SR], sample_rate=SR).read_bytes())
     liar[4:8] = struct.pack("<I", 0x7FFF0000)
     pos = liar.find(b"data")
     liar[pos + 4 : pos + 8] = struct.pack("<I", 0x7FFE0000)

@@ -37,7 +37,7 @@ import pytest
 import requests
 from benchmarks.endtoend import Server
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.index import bundle
 from soundalike.index.bundle import LibraryIndex
@@ -134,8 +134,8 @@ def write_clips(root: Path) -> dict[str, bytes]:
         ("clip-pluck.wav", synth.TrackSpec("pluck", "backbeat", "C", duration=8.0, seed=9001)),
         ("clip-pad.mp3", synth.TrackSpec("pad", "waltz", "A", duration=8.0, seed=9002)),
     ):
-        y = synth.excerpt(synth.render(spec, sample_rate=SR), sample_rate=SR, start_s=1.0, duration_s=6.0)
-        clips[name] = synth.write_audio(root / name, y, sample_rate=SR).read_bytes()
+        y = audio.excerpt(synth.render(spec, sample_rate=SR), sample_rate=SR, start_s=1.0, duration_s=6.0)
+        clips[name] = audio.encode(root / name, y, sample_rate=SR).read_bytes()
     return clips
 
 

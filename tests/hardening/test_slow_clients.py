@@ -21,7 +21,7 @@ import pytest
 import requests
 from benchmarks.endtoend import Server
 
-from soundalike import synth
+from soundalike import audio, synth
 
 from .conftest import copy_catalog, raw_request, request_bytes, wait_for
 
@@ -49,8 +49,8 @@ def served(synth_library: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def small_clip(synth_library: Any, tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real 3-second MP3 at 32 kbit/s (about 12 KB), cut from a library track."""
     _, spec = synth_library.tracks[6]
-    y = synth.excerpt(synth.render(spec), sample_rate=22050, start_s=4.0, duration_s=3.0)
-    path = synth.write_audio(tmp_path_factory.mktemp("small-clip") / "clip.mp3", y, sample_rate=22050, bitrate="32k")
+    y = audio.excerpt(synth.render(spec), sample_rate=22050, start_s=4.0, duration_s=3.0)
+    path = audio.encode(tmp_path_factory.mktemp("small-clip") / "clip.mp3", y, sample_rate=22050, bitrate="32k")
     return path.read_bytes()
 
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 from flask import Flask
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.index.bundle import LibraryIndex
 from soundalike.ingest import SerialRunner, ingest
@@ -207,8 +207,8 @@ class Clip:
 def clip(synth_library: Any, tmp_path_factory: pytest.TempPathFactory) -> Clip:
     """An 8-second MP3 cut from the middle of a library track."""
     source, spec = synth_library.tracks[13]
-    y = synth.excerpt(synth.render(spec), sample_rate=22050, start_s=6.0, duration_s=8.0)
-    out = synth.write_audio(tmp_path_factory.mktemp("clips") / "excerpt.mp3", y, sample_rate=22050, bitrate="128k")
+    y = audio.excerpt(synth.render(spec), sample_rate=22050, start_s=6.0, duration_s=8.0)
+    out = audio.encode(tmp_path_factory.mktemp("clips") / "excerpt.mp3", y, sample_rate=22050, bitrate="128k")
     return Clip(path=out, source=source, spec=spec)
 
 

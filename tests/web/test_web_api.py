@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from openapi_schema_validator import OAS31Validator
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.features import FEATURE_VERSION
 from soundalike.recommend import SEGMENT_CSV_FIELDS, Recommender
@@ -388,6 +388,6 @@ def test_a_failed_track_is_listed_with_its_reason_and_has_no_neighbours(other_li
 
 def test_synthetic_clip_not_in_the_library_still_gets_recommendations(http, tmp_path):
     y = synth.render(synth.TrackSpec("pluck", "backbeat", "E", duration=6.0, seed=4242))
-    out = synth.write_audio(tmp_path / "outside.flac", y, sample_rate=22050)
+    out = audio.encode(tmp_path / "outside.flac", y, sample_rate=22050)
     body = http.post("/api/recommend", files={"file": ("outside.flac", out.read_bytes())}, data={"k": "3"}).json()
     assert body["query"]["format"] == "flac" and len(body["results"]) == 3

@@ -112,10 +112,11 @@ def say_index(quiet: bool) -> Callable[[str], None]:
     return say
 
 
-def loaded_index(library: Library, *, quiet: bool = True) -> Any:
-    """The library's index, saying on stderr why it was rebuilt when it was (and only then)."""
-    loaded = library.index(progress=say_index(quiet))
-    if loaded.rebuilt_because is not None:
+def loaded_index(library: Library, *, quiet: bool = False) -> Any:
+    """The library's index, saying on stderr why it was rebuilt when it was (and only then; never
+    with ``quiet``)."""
+    loaded = library.index()
+    if loaded.rebuilt_because is not None and not quiet:
         index = loaded.index
         click.echo(f"index: rebuilt ({index.backend}, {index.count} tracks) because {loaded.rebuilt_because}", err=True)
     return loaded.index

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -123,48 +122,11 @@ def evaluate(
         evaluation = ev.evaluate_library(catalog, index, labels=labels, options=options, progress=progress)
     folder = report_dir or library.folder / "report"
     written = ev.write_report(evaluation, folder)
-    m = evaluation.metrics
     if as_json:
-        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
         return
-    _echo_evaluation(m)
+    click.echo(ev.format_summary(evaluation))
     click.echo(f"report: {folder / 'report.md'} ({len(written)} files)")
-
-
-def _echo_evaluation(m: dict[str, Any]) -> None:
-    def f(v: Any, d: int = 3) -> str:
-        return "n/a" if v is None else f"{v:.{d}f}"
-
-    labels = m["labels"]
-    source = f"; labels {labels['source']}, {labels['labelled']} labelled" if labels else "; no labels"
-    click.echo(f"evaluated {m['tracks']} tracks{source}")
-    r = m["retrieval"]
-    if r:
-        a = r["aspects"]["all"]
-        click.echo(
-            f"  P@{r['k']} {f(a['precision_at_k'])}  mAP {f(a['map'])}  (chance P@{r['k']} {f(r['chance_precision'])}; "
-            f"leave-one-out on {r['queries']} tracks, exact search)"
-        )
-        click.echo("  by aspect (P@k / mAP): " + ", ".join(
-            f"{name} {f(v['precision_at_k'], 2)}/{f(v['map'], 2)}" for name, v in r["aspects"].items()
-        ))  # fmt: skip
-        for name, v in a["by_label"].items():
-            click.echo(f"    {name}: P@{r['k']} {f(v['precision_at_k'])}  AP {f(v['map'])}  ({v['queries']} queries)")
-    c = m["clips"]
-    if c:
-        click.echo(
-            f"  excerpts: top-1 {f(c['top1'])}  top-10 {f(c['top10'])}  ({c['excerpts']} excerpts of {c['excerpt_seconds']:g} s, "
-            f"{c['snr_db']:g} dB SNR, {c['bitrate']} MP3" + (f"; {len(c['skipped'])} skipped" if c["skipped"] else "") + ")"
-        )
-    s = m["silhouette"]
-    extra = f"; labels {f(s['label_silhouette'])}, adjusted Rand {f(s['adjusted_rand'])}" if s.get("label_silhouette") is not None else ""
-    click.echo(f"  silhouette {f(s['score'])} (k-means, k = {s['k']} chosen by {s['chosen_by']}{extra})")
-    ix = m["index"]
-    click.echo(
-        f"  {ix['backend']} recall@{ix['k']} {f(ix['recall_at_k'])} (least similar {f(ix['recall_least'])}), "
-        f"latency p50 {f(ix['latency_ms']['p50'], 2)} ms, p95 {f(ix['latency_ms']['p95'], 2)} ms"
-        + (f"; whole query p50 {f(ix['recommend_latency_ms']['p50'], 1)} ms" if ix.get("recommend_latency_ms") else "")
-    )
 
 
 @main.command()

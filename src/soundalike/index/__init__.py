@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only in annotations: the CLI imports TUNABLE_BACKENDS at start-up
+    import numpy as np
 
 from soundalike.vocabulary import INDEX_BACKENDS, TUNABLE_BACKENDS
 

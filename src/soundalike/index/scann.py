@@ -105,6 +105,8 @@ BRUTE_FORCE_BELOW = 2_000
 """Libraries smaller than this are searched exactly inside ScaNN by default."""
 MIN_TREE_POINTS = 256
 """No tree/AH index is trained on fewer points than this, whatever the parameters say."""
+MIN_PARTITION_SIZE = 50
+"""Default ``min_partition_size``: the fewest points a leaf should hold on average."""
 SUBDIRECTORY = "scann"
 """ScaNN's files go in their own folder: its ``dataset.npy`` must not meet the caller's files."""
 
@@ -159,7 +161,7 @@ def _rule(n: int, params: dict[str, Any]) -> dict[str, Any]:
 
     pick("algorithm", "brute_force" if n < BRUTE_FORCE_BELOW else "tree_ah")
     leaves = int(pick("num_leaves", max(2, min(round(math.sqrt(n)), n // 100))))
-    pick("min_partition_size", 50)
+    pick("min_partition_size", MIN_PARTITION_SIZE)
     pick("training_sample_size", min(n, 100_000))
     pick("dimensions_per_block", 2)
     pick("anisotropic_quantization_threshold", 0.2)
