@@ -10,18 +10,145 @@ rest of soundalike relies on:
 * a query for one aspect is the same vector with the other families zeroed, scored on the same index.
 
 A family with many dimensions (a 104-bin rhythm pattern) therefore weighs no more than one with few.
+
+A small library's own statistics say little: over two tracks every standardised dimension is +1 or
+-1 and every cosine is -1. So the library's mean and variance are pooled with *reference statistics*
+(:class:`Reference`, package data made by ``tools/make_reference_stats.py`` from a broad set of
+music), worth :data:`PRIOR_TRACKS` tracks: ``mean = (n·m_lib + n0·m_ref) / (n + n0)`` and the
+variance of the pooled mixture likewise. At three tracks the reference dominates; at thousands it is
+negligible.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from soundalike.features import Layout
+from soundalike.features import FEATURE_VERSION, Layout, segment_layout, track_layout
+
+log = logging.getLogger(__name__)
 
 STD_FLOOR = 1e-6
+
+PRIOR_TRACKS = 20.0
+"""Weight of the reference statistics, in tracks (for segments: this many tracks' worth of segments)."""
+
+REFERENCE_FILE = "reference_stats.npz"
+"""Package data: mean and variance of raw track and segment vectors over a broad set of music."""
+
+KINDS = ("track", "segment")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Per-dimension statistics of raw vectors over a reference set of music: the prior of :meth:`Normaliser.fit`.
+
+    Attributes
+    ----------
+    keys : tuple of str
+        ``"family/name"`` of each dimension (see :func:`dimension_keys`); a layout's dimension missing
+        here gets no prior.
+    mean, var : np.ndarray [shape=(len(keys),), dtype=float64]
+    pseudo_count : float
+        Weight of the prior in rows of the vectors it describes.
+    """
+
+    keys: tuple[str, ...]
+    mean: np.ndarray
+    var: np.ndarray
+    pseudo_count: float
+
+    def aligned(self, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(known, mean, var)`` over ``layout``'s dimensions; ``known`` marks those the reference has."""
+        where = {k: i for i, k in enumerate(self.keys)}
+        idx = np.array([where.get(k, -1) for k in dimension_keys(layout)], dtype=np.int64)
+        known = idx >= 0
+        mean = np.zeros(layout.dim)
+        var = np.ones(layout.dim)
+        mean[known] = self.mean[idx[known]]
+        var[known] = self.var[idx[known]]
+        return known, mean, var
+
+
+def dimension_keys(layout: Layout) -> list[str]:
+    """``"family/name"`` for every dimension of ``layout``, in order."""
+    keys = [""] * layout.dim
+    for family, sl in layout.slices.items():
+        for i in range(sl.start, sl.stop):
+            keys[i] = f"{family}/{layout.names[i]}"
+    return keys
+
+
+def _layout(kind: str) -> Layout:
+    if kind not in KINDS:
+        raise ValueError(f"unknown vector kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return track_layout() if kind == "track" else segment_layout()
+
+
+def read_reference(kind: str, *, path: str | Path | None = None, prior_tracks: float = PRIOR_TRACKS) -> Reference:
+    """Read the reference statistics of ``kind`` (``"track"`` or ``"segment"``) and check them.
+
+    Parameters
+    ----------
+    kind : str
+    path : str or Path, optional
+        The ``.npz`` file (default: the one shipped in the package).
+    prior_tracks : float
+        Weight of the prior in tracks.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        The file was made for another feature version, or lacks ``kind``; the message names both sides.
+    """
+    from importlib.resources import files
+
+    source = files("soundalike.features").joinpath(REFERENCE_FILE) if path is None else Path(path)
+    with source.open("rb") as f, np.load(f) as z:
+        arrays = {k: z[k] for k in z.files}
+    found = int(arrays["feature_version"]) if "feature_version" in arrays else None
+    if found != FEATURE_VERSION:
+        raise ValueError(
+            f"{REFERENCE_FILE}: feature version mismatch: expected {FEATURE_VERSION}, found {found}; "
+            "run tools/make_reference_stats.py"
+        )
+    if f"{kind}_keys" not in arrays:
+        raise ValueError(f"{REFERENCE_FILE}: no {kind} statistics; run tools/make_reference_stats.py")
+    rows_per_track = float(arrays[f"{kind}_rows"]) / max(float(arrays[f"{kind}_tracks"]), 1.0)
+    return Reference(
+        keys=tuple(str(k) for k in arrays[f"{kind}_keys"]),
+        mean=np.asarray(arrays[f"{kind}_mean"], dtype=np.float64),
+        var=np.asarray(arrays[f"{kind}_var"], dtype=np.float64),
+        pseudo_count=prior_tracks * rows_per_track,
+    )
+
+
+@lru_cache(maxsize=2)
+def reference(kind: str) -> Reference | None:
+    """The shipped reference statistics of ``kind``, or None (logged) when missing or out of date.
+
+    Without them a small library is standardised on its own statistics alone, which degenerate
+    below about twenty tracks.
+    """
+    try:
+        ref = read_reference(kind)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("no reference statistics for %s vectors, small libraries will score poorly: %s", kind, exc)
+        return None
+    known, _, _ = ref.aligned(_layout(kind))
+    if not known.all():
+        log.warning(
+            "reference statistics lack %d of %d %s dimensions (they get no prior); run tools/make_reference_stats.py",
+            int((~known).sum()), len(known), kind,
+        )
+    return ref
 
 
 @dataclass(frozen=True)
@@ -43,11 +170,26 @@ class Normaliser:
 
     @classmethod
     def fit(
-        cls, chunks: Iterable[np.ndarray], layout: Layout, weights: Mapping[str, float]
+        cls,
+        chunks: Iterable[np.ndarray],
+        layout: Layout,
+        weights: Mapping[str, float],
+        *,
+        prior: Reference | None = None,
     ) -> Normaliser:
         """Compute mean and std from raw vectors given in chunks of shape ``(n, layout.dim)``.
 
         Streams: only running sums are kept, so a catalog of millions of tracks fits.
+
+        Parameters
+        ----------
+        chunks : iterable of np.ndarray [shape=(n, layout.dim)]
+        layout : Layout
+        weights : dict of str to float
+            Family weights (missing families weigh 1).
+        prior : Reference, optional
+            Statistics pooled with the library's, weighted by ``prior.pseudo_count`` rows against the
+            library's ``n`` rows, on the dimensions the reference has.
         """
         count = 0
         total = np.zeros(layout.dim)
@@ -59,10 +201,13 @@ class Normaliser:
             total_sq += np.square(c).sum(axis=0)
         if count == 0:
             mean = np.zeros(layout.dim)
-            std = np.ones(layout.dim)
+            var = np.ones(layout.dim)
         else:
             mean = total / count
-            std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+            var = np.maximum(total_sq / count - mean**2, 0.0)
+        if prior is not None:
+            mean, var = _pool(count, mean, var, prior, layout)
+        std = np.sqrt(var)
         unknown = set(weights) - set(layout.families)
         if unknown:
             raise ValueError(f"weights for unknown families: {sorted(unknown)}")
@@ -143,3 +288,15 @@ class Normaliser:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], layout: Layout) -> Normaliser:
         weights = {f: float(w) for f, w in zip(layout.families, arrays["weights"], strict=True)}
         return cls(layout=layout, mean=np.asarray(arrays["mean"]), std=np.asarray(arrays["std"]), weights=weights)
+
+
+def _pool(
+    n: int, mean: np.ndarray, var: np.ndarray, prior: Reference, layout: Layout
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the library's ``n`` rows pooled with ``prior.pseudo_count`` reference rows."""
+    known, ref_mean, ref_var = prior.aligned(layout)
+    n0 = prior.pseudo_count
+    pooled = (n * mean + n0 * ref_mean) / (n + n0)
+    # the variance of the mixture: each part's own spread plus how far its mean is from the pooled one
+    pooled_var = (n * (var + (mean - pooled) ** 2) + n0 * (ref_var + (ref_mean - pooled) ** 2)) / (n + n0)
+    return np.where(known, pooled, mean), np.where(known, pooled_var, var)

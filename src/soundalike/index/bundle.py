@@ -38,7 +38,7 @@ import numpy as np
 from soundalike.catalog import Catalog
 from soundalike.errors import EmptyLibraryError, IndexMismatchError
 from soundalike.features import FEATURE_VERSION, segment_layout, track_layout
-from soundalike.features.normalise import Normaliser
+from soundalike.features.normalise import Normaliser, reference
 from soundalike.index import VectorIndex, build_index, load_index
 from soundalike.vocabulary import INDEX_BACKENDS
 
@@ -250,7 +250,7 @@ def build(
     if not id_chunks:
         raise EmptyLibraryError("no analysed tracks in the library yet: run `soundalike ingest PATH` first")
     ids = np.concatenate(id_chunks)
-    track_norm = Normaliser.fit(raw_chunks, tl, weights or {})
+    track_norm = Normaliser.fit(raw_chunks, tl, weights or {}, prior=reference("track"))
 
     library = Path(library)
     (library / INDEXES).mkdir(parents=True, exist_ok=True)
@@ -279,7 +279,7 @@ def build(
                 seg_starts.append(s.starts)
                 counts[r] = len(s.starts)
         seg_matrix = np.concatenate(seg_raw) if seg_raw else np.zeros((0, sl.dim), dtype=np.float32)
-        segment_norm = Normaliser.fit([seg_matrix], sl, {})
+        segment_norm = Normaliser.fit([seg_matrix], sl, {}, prior=reference("segment"))
         seg_vectors = segment_norm.transform(seg_matrix) if len(seg_matrix) else seg_matrix
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         np.save(directory / "ids.npy", ids)
