@@ -102,7 +102,7 @@ def test_unknown_track_is_a_clear_error(recommender):
 def test_json_has_exactly_the_documented_shape(synth_library, recommender):
     result = recommender.similar_to_track(synth_library.catalog.tracks()[0].id, k=3).to_dict()
     assert set(result) == {"query", "results", "least_similar"}
-    keys = {"rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects"}
+    keys = {"rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects", "windows"}
     for item in result["results"] + result["least_similar"]:
         assert set(item) == keys
         assert 0.0 <= item["similarity"] <= 1.0
@@ -110,10 +110,14 @@ def test_json_has_exactly_the_documented_shape(synth_library, recommender):
     assert [r["rank"] for r in result["results"]] == [1, 2, 3]
 
 
-def test_similarity_is_the_mean_of_aspects_and_matches_distance(synth_library, recommender):
+def test_similarity_blends_the_mean_of_aspects_with_the_windows_and_matches_distance(synth_library, recommender):
+    from soundalike.recommend import WINDOW_WEIGHT
+
     result = recommender.similar_to_track(synth_library.catalog.tracks()[5].id, k=5)
     for r in result.results:
-        assert r.similarity == pytest.approx(np.mean(list(r.aspects.values())), abs=1e-5)
+        assert r.windows is not None  # issue 13: tracks are compared by their windows as well
+        expected = (1 - WINDOW_WEIGHT) * np.mean(list(r.aspects.values())) + WINDOW_WEIGHT * r.windows
+        assert r.similarity == pytest.approx(expected, abs=1e-5)
         c = 2 * r.similarity - 1
         assert r.distance == pytest.approx(np.sqrt(2 - 2 * c), abs=1e-5)
 

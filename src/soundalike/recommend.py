@@ -34,10 +34,26 @@ from soundalike.index.bundle import LibraryIndex
 
 log = logging.getLogger(__name__)
 
-SEGMENT_WEIGHT = 0.5
-"""Share of the best segment match in a file query's overall score."""
+WINDOW_WEIGHT = 0.2
+"""Share of the window-set similarity in the ``all`` score (the rest is the whole-track cosine)."""
+WINDOW_BASELINE = 0.25
+"""Window-set similarity of a typical unrelated pair: it is rescaled so that this maps to 0 and a
+perfect match to 1, on the scale of the whole-track cosine."""
 SEGMENT_HITS = 20
 """Segments fetched per query window when gathering candidates."""
+QUERY_WINDOWS = 24
+"""Windows of a query track (spread over its length) whose nearest segments add candidates."""
+IDENTIFY_MIN = 0.90
+"""Best window cosine a clip needs before it is said to come from a track."""
+IDENTIFY_MARGIN = 0.05
+"""How far that match must lead the best match in any other recording."""
+ALIGN_CANDIDATES = 16
+"""Offsets tried when aligning a clip with a track (the ones most of its windows point at)."""
+ALIGN_SLACK = 0.05
+"""How much below its best match a query window's match at the clip's offset may be and still agree."""
+IDENTIFY_AGREEMENT = 0.6
+"""Share of the clip's windows that must line up in the track at one time offset (a clip cut from a
+track does; a piece that merely sounds alike does not)."""
 SEGMENT_CSV_MATCHES = 3
 """Matches written per query segment in the segment CSV."""
 SEGMENT_CSV_FIELDS = (
@@ -60,6 +76,9 @@ class Recommendation:
     similarity: float
     distance: float
     aspects: dict[str, float]
+    windows: float | None = None
+    """How alike the two tracks' 5-second windows are, in [0, 1] like an aspect (None where the
+    score did not use them: one-aspect queries, least similar)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +90,7 @@ class Recommendation:
             "similarity": round(self.similarity, 6),
             "distance": round(self.distance, 6),
             "aspects": {k: round(v, 6) for k, v in self.aspects.items()},
+            "windows": None if self.windows is None else round(self.windows, 6),
         }
 
 
@@ -98,6 +118,45 @@ class SegmentMatch:
 
 
 @dataclass(frozen=True)
+class Identification:
+    """A clip recognised as a part of one catalog track.
+
+    Attributes
+    ----------
+    track : Track
+    at : float
+        Seconds into the track where the clip starts.
+    score : float
+        Cosine of the best window match (1 = identical windows).
+    margin : float
+        How far it leads the best window match in any other recording.
+    """
+
+    track: Track
+    at: float
+    score: float
+    margin: float
+
+    @property
+    def sentence(self) -> str:
+        minutes, seconds = divmod(max(0, round(self.at)), 60)
+        name = self.track.title or os.path.basename(self.track.display_path)
+        return f"this clip is from {name} at {minutes}:{seconds:02d}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "track_id": self.track.id,
+            "path": self.track.display_path,
+            "title": self.track.title,
+            "artist": self.track.artist,
+            "at_s": round(self.at, 2),
+            "score": round(self.score, 6),
+            "margin": round(self.margin, 6),
+            "says": self.sentence,
+        }
+
+
+@dataclass(frozen=True)
 class Recommendations:
     """The answer to one query."""
 
@@ -105,13 +164,19 @@ class Recommendations:
     results: list[Recommendation]
     least_similar: list[Recommendation]
     segment_matches: list[SegmentMatch] = field(default_factory=list)
+    identified: Identification | None = None
+    """For a file query: the track the clip was cut from, when that is unambiguous (it is then
+    ``results[0]``; the other results are recommendations)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "query": self.query,
             "results": [r.to_dict() for r in self.results],
             "least_similar": [r.to_dict() for r in self.least_similar],
         }
+        if self.identified is not None:
+            out["identified"] = self.identified.to_dict()
+        return out
 
 
 def write_segment_csv(matches: Iterable[SegmentMatch], out: IO[str]) -> int:
@@ -134,6 +199,105 @@ def _check(k: int, aspect: str) -> None:
 
 def _to_similarity(c: np.ndarray | float) -> np.ndarray:
     return np.clip((1.0 + np.asarray(c, dtype=np.float64)) / 2.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class WindowScores:
+    """How the windows of a query meet the windows of each candidate track.
+
+    Attributes
+    ----------
+    contain : np.ndarray [shape=(n,)]
+        Mean over the query's windows of each one's best cosine among the track's windows: how
+        well the query is found inside the track.
+    cover : np.ndarray [shape=(n,)]
+        Mean over the track's windows of each one's best cosine among the query's windows.
+    best : np.ndarray [shape=(n,)]
+        The single best window pair's cosine.
+    """
+
+    contain: np.ndarray
+    cover: np.ndarray
+    best: np.ndarray
+
+    @property
+    def symmetric(self) -> np.ndarray:
+        """The window-set similarity of two tracks: the mean of both directions."""
+        return 0.5 * (self.contain + self.cover)
+
+
+def window_scores(
+    query: np.ndarray, windows: np.ndarray, lengths: np.ndarray, *, block: int = 1 << 22
+) -> WindowScores:
+    """Compare a query's windows with the windows of several tracks.
+
+    Parameters
+    ----------
+    query : np.ndarray [shape=(m, dim)]
+        Normalised window vectors of the query.
+    windows : np.ndarray [shape=(sum(lengths), dim)]
+        Normalised window vectors of the candidate tracks, one track after the other.
+    lengths : np.ndarray [shape=(n,), dtype=int]
+        Windows of each candidate track (a track without windows scores -1 everywhere).
+    block : int
+        Largest number of cosines held at once (candidates are taken in groups to stay under it).
+
+    Returns
+    -------
+    WindowScores
+    """
+    n = len(lengths)
+    contain, cover, best = np.full(n, -1.0), np.full(n, -1.0), np.full(n, -1.0)
+    if len(query) == 0 or n == 0:
+        return WindowScores(contain, cover, best)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    q = np.asarray(query, dtype=np.float32)
+    lo = 0
+    while lo < n:
+        hi = lo + 1  # as many tracks as fit in one block (at least one)
+        while hi < n and (starts[hi + 1] - starts[lo]) * len(q) <= block:
+            hi += 1
+        group = [t for t in range(lo, hi) if lengths[t] > 0]
+        if group:
+            g = q @ np.asarray(windows[starts[lo] : starts[hi]], dtype=np.float32).T  # (m, windows of the group)
+            offsets = starts[group] - starts[lo]
+            per_track = np.maximum.reduceat(g, offsets, axis=1)  # (m, len(group)): best window of each track
+            contain[group] = per_track.mean(axis=0)
+            best[group] = per_track.max(axis=0)
+            col_best = g.max(axis=0)
+            cover[group] = np.add.reduceat(col_best, offsets) / lengths[group]
+        lo = hi
+    return WindowScores(contain, cover, best)
+
+
+def window_similarities(index: LibraryIndex, rows: np.ndarray) -> np.ndarray:
+    """The rescaled symmetric window-set similarity of every pair of ``rows`` (NaN without windows).
+
+    What :meth:`Recommender.similar_to_track` blends into the ``all`` score, for a whole set of
+    tracks at once (``soundalike evaluate`` ranks with it). Costs one pass over the rows' windows per row.
+
+    Returns
+    -------
+    np.ndarray [shape=(len(rows), len(rows)), dtype=float64]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    offsets = np.asarray(index.seg_offsets)
+    lengths = offsets[rows + 1] - offsets[rows]
+    take = np.concatenate([np.arange(offsets[r], offsets[r + 1]) for r in rows]) if len(rows) else np.zeros(0, np.int64)
+    windows = np.asarray(index.seg_vectors[take]) if len(take) else np.zeros((0, 1), np.float32)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    contain = np.full((len(rows), len(rows)), -1.0)
+    for a in range(len(rows)):
+        if lengths[a]:
+            contain[a] = window_scores(windows[starts[a] : starts[a + 1]], windows, lengths).contain
+    return _window_similarity(np.where((contain <= -1.0) | (contain.T <= -1.0), -1.0, 0.5 * (contain + contain.T)))
+
+
+def _window_similarity(w: np.ndarray) -> np.ndarray:
+    """Window-set similarity rescaled to the whole-track cosine's scale (see :data:`WINDOW_BASELINE`);
+    NaN for a track without windows."""
+    w = np.asarray(w, dtype=np.float64)
+    return np.where(w <= -1.0, np.nan, np.clip((w - WINDOW_BASELINE) / (1.0 - WINDOW_BASELINE), -1.0, 1.0))
 
 
 class Recommender:
@@ -186,15 +350,22 @@ class Recommender:
         def keep(t: Track) -> bool:
             return t.id != track.id and t.content_hash != track.content_hash
 
-        rows = self._search_rows(q, k + 8, keep)
-        results = self._rank(rows, q_all, aspect, k, keep, seg_scores=None)
+        own_row = self.index.row_of(track.id)
+        own_segs = np.asarray(self.index.segments_of(own_row)[0]) if own_row is not None else np.zeros((0, 0), np.float32)
+        use_windows = aspect == "all" and len(own_segs) > 0
+        rows = self._search_rows(q, max(4 * k, k + 40) if use_windows else k + 8, keep)
+        window: dict[int, float] | None = None
+        if use_windows:
+            spread = own_segs[np.unique(np.linspace(0, len(own_segs) - 1, QUERY_WINDOWS).round().astype(int))]
+            rows = self._with_segment_candidates(rows, spread)
+            scores = self._window_scores(own_segs, rows)
+            window = dict(zip(rows, _window_similarity(scores.symmetric).tolist(), strict=True))
+        results = self._rank(rows, q_all, aspect, k, keep, window=window)
         least = self._least(q, q_all, aspect, k, keep)
         matches: list[SegmentMatch] = []
-        if segments:
-            row = self.index.row_of(track.id)
-            if row is not None:
-                seg_vecs, starts = self.index.segments_of(row)
-                matches = self._segment_matches(np.asarray(seg_vecs), starts, track.duration or 0.0, keep)
+        if segments and own_row is not None:
+            seg_vecs, starts = self.index.segments_of(own_row)
+            matches = self._segment_matches(np.asarray(seg_vecs), starts, track.duration or 0.0, keep)
         query = {
             "type": "track",
             "track_id": track.id,
@@ -240,13 +411,15 @@ class Recommender:
             return True
 
         rows = self._search_rows(q, max(4 * k, k + 20), keep)
-        seg_scores: dict[int, float] | None = None
-        if aspect == "all" and len(q_segs) and len(self.index.seg_vectors):
-            hits, _ = self.index.segments.query(q_segs, SEGMENT_HITS)
-            seg_rows = {int(r) for r in np.unique(self.index.seg_rows[hits.reshape(-1)])}
-            rows = list(dict.fromkeys([*rows, *sorted(seg_rows)]))
-            seg_scores = {r: self._best_segment(q_segs, r) for r in rows}
-        results = self._rank(rows, q_all, aspect, k, keep, seg_scores=seg_scores)
+        window: dict[int, float] | None = None
+        identified: Identification | None = None
+        if len(q_segs) and len(self.index.seg_vectors):
+            rows = self._with_segment_candidates(rows, q_segs)
+            scores = self._window_scores(q_segs, rows)
+            identified = self._identify(q_segs, analysis.segment_starts, rows, scores)
+            if aspect == "all":
+                window = dict(zip(rows, _window_similarity(scores.contain).tolist(), strict=True))
+        results = self._rank(rows, q_all, aspect, k, keep, window=window, first=identified)
         least = self._least(q, q_all, aspect, k, keep)
         matches: list[SegmentMatch] = []
         if segments:
@@ -263,7 +436,9 @@ class Recommender:
         }
         if audio.truncated_to is not None:
             query["truncated_to_s"] = audio.truncated_to
-        return Recommendations(query=query, results=results, least_similar=least, segment_matches=matches)
+        return Recommendations(
+            query=query, results=results, least_similar=least, segment_matches=matches, identified=identified
+        )
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -279,11 +454,86 @@ class Recommender:
         positions, _ = self.index.tracks.query(q, min(n, self.index.count))
         return [int(p) for p in positions if p >= 0]
 
-    def _best_segment(self, q_segs: np.ndarray, row: int) -> float:
-        vecs, _ = self.index.segments_of(row)
-        if len(vecs) == 0:
-            return -1.0
-        return float((np.asarray(vecs) @ q_segs.T).max())
+    def _with_segment_candidates(self, rows: list[int], q_segs: np.ndarray) -> list[int]:
+        """``rows`` plus the tracks holding the segments nearest to the query's windows."""
+        if not len(self.index.seg_vectors):
+            return rows
+        hits, _ = self.index.segments.query(np.atleast_2d(q_segs), min(SEGMENT_HITS, len(self.index.seg_vectors)))
+        hits = np.asarray(hits).reshape(-1)
+        seg_rows = np.unique(self.index.seg_rows[hits[hits >= 0]])
+        return list(dict.fromkeys([*rows, *(int(r) for r in seg_rows)]))
+
+    def _window_scores(self, q_segs: np.ndarray, rows: list[int]) -> WindowScores:
+        """:func:`window_scores` of the query's windows against each candidate row's windows."""
+        offsets = self.index.seg_offsets
+        lo = np.asarray([offsets[r] for r in rows], dtype=np.int64)
+        hi = np.asarray([offsets[r + 1] for r in rows], dtype=np.int64)
+        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)]) if rows else np.zeros(0, np.int64)
+        windows = np.asarray(self.index.seg_vectors[take]) if len(take) else np.zeros((0, q_segs.shape[1]), np.float32)
+        return window_scores(q_segs, windows, hi - lo)
+
+    def _identify(
+        self, q_segs: np.ndarray, q_starts: np.ndarray, rows: list[int], scores: WindowScores
+    ) -> Identification | None:
+        """The track a clip was cut from, when its best window match is unambiguous."""
+        if not rows:
+            return None
+        order = np.argsort(-scores.best, kind="stable")
+        top = rows[int(order[0])]
+        tracks = self._tracks([top])
+        track = tracks.get(top)
+        if track is None or scores.best[order[0]] < IDENTIFY_MIN:
+            return None
+        rival = -1.0
+        for i in order[1:]:  # the best other recording: byte copies of the top track do not count
+            other = self.catalog.get(int(self.index.ids[rows[int(i)]]))
+            if other is None or other.content_hash != track.content_hash:
+                rival = float(scores.best[i])
+                break
+        margin = float(scores.best[order[0]]) - rival
+        if margin < IDENTIFY_MARGIN:
+            return None
+        agree, at = self.alignment(q_segs, q_starts, top)
+        if agree < IDENTIFY_AGREEMENT:
+            return None
+        return Identification(track=track, at=at, score=float(scores.best[order[0]]), margin=margin)
+
+    def alignment(self, q_segs: np.ndarray, q_starts: np.ndarray, row: int) -> tuple[float, float]:
+        """How consistently the query's windows line up in track ``row``, and where.
+
+        For each offset that some query window's best match suggests, the share of the query's
+        windows whose match at that offset (the track window nearest to where it would fall) is within
+        :data:`ALIGN_SLACK` of its best match anywhere in the track. A clip cut from the track agrees
+        almost everywhere at its true offset; a piece that merely sounds alike does not.
+
+        Returns
+        -------
+        agreement : float
+            That share at the best offset.
+        at : float
+            The best offset in seconds: where the query starts in the track.
+        """
+        vecs, starts = self.index.segments_of(row)
+        if len(vecs) == 0 or len(q_segs) == 0:
+            return 0.0, 0.0
+        g = np.asarray(q_segs) @ np.asarray(vecs).T  # (query windows, track windows)
+        t = np.asarray(starts, dtype=np.float64)
+        q = np.asarray(q_starts, dtype=np.float64)
+        best = g.max(axis=1)
+        # candidate offsets: where each query window's best match puts the clip (on a 0.5-s grid)
+        suggested, votes = np.unique(np.round((t[g.argmax(axis=1)] - q) * 2) / 2, return_counts=True)
+        candidates = suggested[np.argsort(-votes, kind="stable")[:ALIGN_CANDIDATES]]
+        # for each candidate, the track window nearest to where each query window would fall
+        x = q[None, :] + candidates[:, None]  # (candidates, query windows)
+        right = np.clip(np.searchsorted(t, x), 0, len(t) - 1)
+        left = np.clip(right - 1, 0, len(t) - 1)
+        aligned = np.where(np.abs(t[left] - x) <= np.abs(t[right] - x), left, right)
+        on_time = g[np.arange(len(q))[None, :], aligned]
+        # a window agrees when its match at that offset is (nearly) its best anywhere: loops and
+        # repeats in the track then count for every place they recur
+        agreement = (on_time >= best[None, :] - ALIGN_SLACK).mean(axis=1)
+        pick = int(np.argmax(agreement))
+        return float(agreement[pick]), max(0.0, float(candidates[pick]))
 
     def _score(self, rows: list[int], q_all: np.ndarray, aspect: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         x = np.asarray(self.index.vectors[np.asarray(rows, dtype=np.int64)])
@@ -299,16 +549,20 @@ class Recommender:
         k: int,
         keep: Any,
         *,
-        seg_scores: dict[int, float] | None,
+        window: dict[int, float] | None,
+        first: Identification | None = None,
     ) -> list[Recommendation]:
         if not rows:
             return []
         score, cos = self._score(rows, q_all, aspect)
-        if seg_scores is not None:
-            seg = np.array([seg_scores.get(r, -1.0) for r in rows])
-            score = (1 - SEGMENT_WEIGHT) * score + SEGMENT_WEIGHT * seg
+        if window is not None:
+            w = np.array([window.get(r, np.nan) for r in rows])
+            score = np.where(np.isnan(w), score, (1 - WINDOW_WEIGHT) * score + WINDOW_WEIGHT * w)
         order = np.argsort(-score, kind="stable")
-        return self._build(rows, order, score, cos, k, keep)
+        if first is not None:  # the identified source leads; the rest stay ranked by similarity
+            lead = [i for i in order if rows[i] == self.index.row_of(first.track.id)]
+            order = np.array(lead + [i for i in order if rows[i] != self.index.row_of(first.track.id)])
+        return self._build(rows, order, score, cos, k, keep, window=window)
 
     def _least(self, q: np.ndarray, q_all: np.ndarray, aspect: str, k: int, keep: Any) -> list[Recommendation]:
         rows = self._search_rows(-q, k + 8, keep)
@@ -319,7 +573,15 @@ class Recommender:
         return self._build(rows, order, score, cos, k, keep)
 
     def _build(
-        self, rows: list[int], order: np.ndarray, score: np.ndarray, cos: dict[str, np.ndarray], k: int, keep: Any
+        self,
+        rows: list[int],
+        order: np.ndarray,
+        score: np.ndarray,
+        cos: dict[str, np.ndarray],
+        k: int,
+        keep: Any,
+        *,
+        window: dict[int, float] | None = None,
     ) -> list[Recommendation]:
         tracks = self._tracks(rows[i] for i in order[: k + 16])
         out: list[Recommendation] = []
@@ -328,6 +590,7 @@ class Recommender:
             if t is None or not keep(t):
                 continue
             c = float(score[i])
+            w = (window or {}).get(rows[i], math.nan)
             out.append(
                 Recommendation(
                     rank=len(out) + 1,
@@ -335,6 +598,7 @@ class Recommender:
                     similarity=float(_to_similarity(c)),
                     distance=math.sqrt(max(0.0, 2.0 - 2.0 * c)),
                     aspects={f: float(_to_similarity(v[i])) for f, v in cos.items()},
+                    windows=None if math.isnan(w) else float(_to_similarity(w)),
                 )
             )
             if len(out) == k:

@@ -40,6 +40,9 @@ def _output(result: Any, as_json: bool, segments_csv: Path | None) -> None:
     q = result.query
     what = q["path"] if q["type"] == "file" else f"track {q['track_id']}: {q['path']}"
     click.echo(f"sounds like {what}  (aspect: {q['aspect']})")
+    if result.identified is not None:
+        ident = result.identified
+        click.echo(f"{ident.sentence} (track {ident.track.id}; best window match {ident.score:.3f}, ahead by {ident.margin:.3f})")
     _table("most similar", result.results)
     _table("least similar", result.least_similar)
 

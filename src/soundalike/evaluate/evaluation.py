@@ -21,6 +21,11 @@ from soundalike.evaluate.tuning import Progress, noop
 from soundalike.index import build_index
 from soundalike.index.bundle import LibraryIndex
 from soundalike.labels import LabelSet
+from soundalike.recommend import WINDOW_WEIGHT, window_similarities
+
+WINDOW_EVAL_MAX = 3000
+"""Most labelled tracks whose window-set similarities are computed for every pair (the cost grows
+with the square of the windows); larger evaluations rank by the whole-track cosine alone."""
 
 
 def exact_view(index: LibraryIndex) -> LibraryIndex:
@@ -90,7 +95,15 @@ def evaluate_library(
         layout = index.track_norm.layout
         families = {f: layout.slices[f] for f in layout.families if index.track_norm.weights.get(f, 0.0) > 0}
         hashes = [tracks[i].content_hash if i in tracks else str(i) for i in ids]
-        retrieval = retrieval_quality(vectors, row_labels, k=opts.k, families=families, hashes=hashes, progress=report)
+        window = None
+        labelled = np.array([i for i, lab in enumerate(row_labels) if lab is not None], dtype=np.int64)
+        if 0 < len(labelled) <= WINDOW_EVAL_MAX:  # beyond, the cost grows too fast: cosine alone (the report says so)
+            window = np.full((len(row_labels), len(row_labels)), np.nan)
+            window[np.ix_(labelled, labelled)] = window_similarities(index, labelled)
+        retrieval = retrieval_quality(
+            vectors, row_labels, k=opts.k, families=families, hashes=hashes,
+            window=window, window_weight=WINDOW_WEIGHT, progress=report,
+        )  # fmt: skip
 
     clips = None
     if opts.excerpts > 0:

@@ -120,6 +120,8 @@ def retrieval_quality(
     k: int = 10,
     families: dict[str, slice] | None = None,
     hashes: Sequence[str] | None = None,
+    window: np.ndarray | None = None,
+    window_weight: float = 0.0,
     progress: Progress | None = None,
 ) -> Retrieval:
     """Leave-one-out precision@k and mean average precision, overall, per label and per aspect.
@@ -142,6 +144,9 @@ def retrieval_quality(
         Family name → its dimensions; each family with a non-zero block is an aspect.
     hashes : sequence of str, optional
         Content hash per row; byte-identical copies of the query are left out of its ranking.
+    window : np.ndarray [shape=(n, n)], optional
+        Window-set similarities (:func:`soundalike.recommend.window_similarities`), blended into the
+        ``all`` score with ``window_weight`` as ``similar`` does (NaN: no windows, cosine alone).
     progress : callable, optional
         ``progress("precision", done, total)`` over aspects × query chunks.
 
@@ -188,6 +193,9 @@ def retrieval_quality(
         for start in range(0, m, chunk):
             q = np.arange(start, min(m, start + chunk))
             scores = block[q] @ block.T
+            if aspect == "all" and window is not None:
+                w = window[np.ix_(rows[q], rows)]
+                scores = np.where(np.isnan(w), scores, (1 - window_weight) * scores + window_weight * w)
             scores[np.arange(len(q)), q] = -np.inf
             if group is not None:
                 scores[group[q][:, None] == group[None, :]] = -np.inf
