@@ -205,6 +205,11 @@ def test_tracks_search_with_no_match_is_empty(http):
     assert (body["total"], body["tracks"]) == (0, [])
 
 
+@pytest.mark.parametrize("q", ["%00", "pluck%00", "%00pluck", "plu%07ck", "pluck%1B"])
+def test_tracks_search_with_a_control_character_is_400(http, q):
+    check_error(http.get(f"/api/tracks?q={q}"), 400, "control characters")
+
+
 @pytest.mark.parametrize(
     "query", ["page=0", "page=x", "page=99999999999999", "per_page=0", "per_page=201", "status=weird"]
 )

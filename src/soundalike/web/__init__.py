@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, NotFound
@@ -135,6 +136,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
+        _relative_location(response)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.mimetype == "text/html":
@@ -142,6 +144,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return response
 
     return app
+
+
+def _relative_location(response: Response) -> None:
+    """Make a redirect's ``Location`` a path on this server, never a URL built from the request.
+
+    Werkzeug's own redirects (``//x`` to ``/x``, a missing trailing slash) name the request's
+    ``Host`` header, which the client chose: a proxy or cache could be made to send someone else
+    to ``evil.example``. A path (always starting with exactly one ``/``) is resolved by the browser
+    against the address it used, which is right behind any proxy too.
+    """
+    location = response.headers.get("Location")
+    if not location:
+        return
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc or location.startswith("//"):
+        path = "/" + parts.path.lstrip("/\\")
+        response.headers["Location"] = urlunsplit(("", "", path, parts.query, parts.fragment))
 
 
 def _load_library(settings: Any) -> tuple[Any, Any]:

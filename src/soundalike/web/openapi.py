@@ -213,7 +213,7 @@ _PATHS: dict[str, Any] = {
                 {
                     "name": "q",
                     "in": "query",
-                    "description": "Text found in the title, artist, album, genre or path.",
+                    "description": "Text found in the title, artist, album, genre or path (no control characters: 400).",
                     "schema": {"type": "string"},
                 },
                 {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
@@ -229,7 +229,7 @@ _PATHS: dict[str, Any] = {
                     "schema": {"type": "string", "enum": ["ok", "failed", "all"], "default": "ok"},
                 },
             ],
-            "responses": {"200": _json("One page of tracks", "TrackPage"), "400": _error("Bad `page`, `per_page` or `status`")},
+            "responses": {"200": _json("One page of tracks", "TrackPage"), "400": _error("Bad `q`, `page`, `per_page` or `status`")},
         }
     },
     "/api/tracks/{track_id}": {
