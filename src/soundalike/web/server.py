@@ -329,16 +329,17 @@ access_log = logging.getLogger("soundalike.access")
 class _OncePerInterval(logging.Filter):
     """Let one record through every ``every`` seconds; say how many were left out in between."""
 
-    def __init__(self, every: float) -> None:
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.every = every
+        self.clock = clock
         self._next = 0.0
         self._dropped = 0
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             if now < self._next:
                 self._dropped += 1
                 return False
