@@ -451,7 +451,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
             "SOUNDALIKE_K": settings.k,
             "SOUNDALIKE_MAX_DURATION": settings.max_duration,
             "MAX_CONTENT_LENGTH": upload_limit,
-        }
+        },
+        settings=settings,
     )
     limits = ServerLimits(idle_timeout=idle_timeout, request_timeout=request_timeout)
     try:

@@ -42,6 +42,7 @@ from soundalike.errors import (
     SoundalikeError,
     TrackNotFoundError,
 )
+from soundalike.settings import Settings
 from soundalike.web.common import EXTENSION, Shared
 from soundalike.web.limits import AnalysisGate
 from soundalike.web.state import LiveIndex, PictureCache, ResultStore
@@ -58,7 +59,7 @@ _CSP = (
 __all__ = ["create_app"]
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
     """Create the Flask application.
 
     Parameters
@@ -67,6 +68,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         Configuration overriding the defaults (see the module docstring). Without
         ``SOUNDALIKE_CATALOG``, the catalog of ``SOUNDALIKE_LIBRARY`` (or of the library the settings
         name) is opened and its index loaded, rebuilt if the catalog changed, as the CLI does.
+    settings : Settings, optional
+        The settings the defaults come from (``soundalike serve`` passes its own, so that
+        ``--config FILE`` and the environment count); without them, they are loaded for the library.
 
     Returns
     -------
@@ -81,9 +85,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     config = dict(test_config or {})
-    settings = None
     upload_keys = ("SOUNDALIKE_UPLOAD_ANALYSED_S", "SOUNDALIKE_ANALYSES", "SOUNDALIKE_ANALYSIS_QUEUE")
-    if "SOUNDALIKE_CATALOG" not in config or "MAX_CONTENT_LENGTH" not in config or not all(k in config for k in upload_keys):
+    if settings is None and (
+        "SOUNDALIKE_CATALOG" not in config or "MAX_CONTENT_LENGTH" not in config or not all(k in config for k in upload_keys)
+    ):
         settings = load_settings({"library": config.get("SOUNDALIKE_LIBRARY")})
     app.config.from_mapping(
         SOUNDALIKE_LIBRARY=settings.library if settings else None,
