@@ -424,16 +424,29 @@ def check(ctx: click.Context) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Request threads.")
 @click.option("--idle-timeout", type=click.IntRange(min=1), default=30, show_default=True, help="Seconds a connection may send nothing before it is closed.")
 @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds a request may take to arrive, plus 1 s per 500 bytes received (slow clients are answered 408).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File holding the password (or its hash from `python -m soundalike.web.auth`) every page and API call asks for; default $SOUNDALIKE_PASSWORD, else none.")
+@click.option("--public", is_flag=True, help="Serve a non-loopback --host without a password (to everyone who reaches it).")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, idle_timeout: int, request_timeout: float) -> None:
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    threads: int,
+    idle_timeout: int,
+    request_timeout: float,
+    password_file: Path | None,
+    public: bool,
+) -> None:
     """Serve the web app and JSON API with waitress (a production WSGI server)."""
     import signal
 
     from soundalike.errors import EmptyLibraryError
-    from soundalike.web import create_app
+    from soundalike.web import auth, create_app
     from soundalike.web.server import ServerLimits, create_server
 
     settings = _settings(ctx, host=host, port=port)
+    password = auth.load_password(password_file)
+    auth.check_exposure(settings.host, password=password is not None, public=public)
     catalog = _open_catalog(settings, create=False)
     try:
         index, rebuilt = _build_index(settings, catalog, force=False, quiet=False)
@@ -451,6 +464,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
             "SOUNDALIKE_K": settings.k,
             "SOUNDALIKE_MAX_DURATION": settings.max_duration,
             "MAX_CONTENT_LENGTH": upload_limit,
+            "SOUNDALIKE_PASSWORD_HASH": password,
         },
         settings=settings,
     )

@@ -20,6 +20,9 @@ Configuration keys (``test_config`` or the defaults from :class:`~soundalike.set
 ``SOUNDALIKE_ANALYSIS_QUEUE``  uploads that may wait for a turn (default 2); then 503
 ``SOUNDALIKE_ANALYSIS_WAIT_S``  longest such a wait, in seconds (default 10)
 ``MAX_CONTENT_LENGTH``    largest request body in bytes (default ``max_upload_mb``)
+``SOUNDALIKE_PASSWORD_HASH``  a :class:`~soundalike.web.auth.PasswordHash`: every route but
+                          health and static files asks for it (:mod:`soundalike.web.auth`)
+``SOUNDALIKE_FAILED_LOGINS``  the :class:`~soundalike.web.auth.FailedLogins` table to use
 ========================  ==============================================================
 """
 
@@ -133,8 +136,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
         analysed_s=float(app.config["SOUNDALIKE_UPLOAD_ANALYSED_S"]),
     )
 
-    from soundalike.web import api, pages
+    from soundalike.web import api, auth, pages
 
+    auth.init_app(app, config.get("SOUNDALIKE_PASSWORD_HASH"), config.get("SOUNDALIKE_FAILED_LOGINS"))
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     _register_errors(app)
@@ -185,11 +189,14 @@ def _load_library(settings: Any) -> tuple[Any, Any]:
 
 _TITLES = {
     400: "That request did not make sense",
+    401: "Log in first",
+    403: "Refused",
     404: "Not found",
     405: "Not allowed",
     413: "That file is too large",
     415: "That is not an audio file we can read",
     416: "That range is outside the file",
+    429: "Too many tries",
     422: "That audio file cannot be analysed",
     503: "Not now",
 }

@@ -301,6 +301,37 @@ _PATHS: dict[str, Any] = {
 }
 
 
+_OPEN_OPERATIONS = frozenset({"health"})
+"""Operations that never ask for credentials (see :mod:`soundalike.web.auth`)."""
+_SECURITY_SCHEMES = {
+    "password": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "When the server has a password (`serve --password-file FILE` or `$SOUNDALIKE_PASSWORD`), "
+        "every operation but `health` needs `Authorization: Bearer PASSWORD` (or a logged-in browser's session "
+        "cookie). After 3 wrong passwords from one address, each further try must wait twice as long as the one "
+        "before (429 with `Retry-After`). Without a password, nothing is asked for.",
+    }
+}
+
+
+def _secured(paths: dict[str, Any]) -> dict[str, Any]:
+    """Add the password requirement and its answers to every operation but the open ones."""
+    for methods in paths.values():
+        for method, spec in methods.items():
+            if spec["operationId"] in _OPEN_OPERATIONS:
+                spec["security"] = []
+                continue
+            spec["security"] = [{"password": []}, {}]  # {}: a server without a password asks for nothing
+            spec["responses"]["401"] = _error("The server has a password and the request has no right credentials")
+            spec["responses"]["429"] = _error("Too many wrong passwords from this address (see `Retry-After`)")
+            if method in ("post", "put", "patch", "delete"):
+                spec["responses"]["403"] = _error(
+                    "Sent from a page of another site (`Origin`), or with a session cookie but no CSRF token"
+                )
+    return paths
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document (a fresh copy)."""
     return {
@@ -311,6 +342,6 @@ def document() -> dict[str, Any]:
             "description": "Recommend music that sounds alike. Similarities are (1 + cosine) / 2 in [0, 1]; "
             "errors are JSON `{error, status}` with a 4xx code for bad input.",
         },
-        "paths": copy.deepcopy(_PATHS),
-        "components": {"schemas": copy.deepcopy(_SCHEMAS)},
+        "paths": _secured(copy.deepcopy(_PATHS)),
+        "components": {"schemas": copy.deepcopy(_SCHEMAS), "securitySchemes": copy.deepcopy(_SECURITY_SCHEMES)},
     }
