@@ -223,7 +223,8 @@ def track_picture(track_id: int) -> Response:
         from soundalike.web.pictures import feature_picture
 
         with state.gate.turn():
-            audio = decode(t.path, max_duration=state.live.max_duration)
+            # As for an upload, only the analysed duration is decoded: a long track must not cost more.
+            audio = decode(t.path, max_duration=state.live.max_duration, truncate_to=state.analysed_s)
             png = feature_picture(audio.samples, audio.sample_rate)
         state.pictures.put(key, png)
     return _png(png)
