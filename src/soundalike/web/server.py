@@ -107,7 +107,12 @@ class _JsonErrorTask(ErrorTask):
 
     def execute(self) -> None:
         error = self.request.error
-        body = _json_error(error.code, f"{error.reason.lower()}: {error.body}")
+        message = f"{error.reason.lower()}: {error.body}"
+        if error.code == 413:
+            # Say the limit as the app does, not waitress's byte count (which includes the margin).
+            limit = (self.channel.adj.max_request_body_size - BODY_MARGIN) / (1024 * 1024)
+            message = f"the upload is larger than the {limit:g} MB limit"
+        body = _json_error(error.code, message)
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()
