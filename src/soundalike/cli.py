@@ -419,7 +419,7 @@ def check(ctx: click.Context) -> None:
 
 @main.command()
 @_library_option
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface, which needs a password or --public).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8000; 0 picks a free one).")
 @click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Request threads.")
 @click.option("--idle-timeout", type=click.IntRange(min=1), default=30, show_default=True, help="Seconds a connection may send nothing before it is closed.")
