@@ -240,6 +240,14 @@ def test_wrong_bearer_tokens_count_as_wrong_passwords(locked: str):
     assert reply.status_code == 429 and reply.json()["status"] == 429
 
 
+def test_a_clients_password_checks_run_one_at_a_time():
+    table = FailedLogins(clock=Clock())
+    with table.attempt("10.0.0.1") as first, table.attempt("10.0.0.1") as second, table.attempt("10.0.0.2") as other:
+        assert (first, second, other) == (0.0, 1.0, 0.0)  # the second check of 10.0.0.1 waits for the first
+    with table.attempt("10.0.0.1") as again:
+        assert again == 0.0
+
+
 def test_the_failed_login_table_is_bounded():
     table = FailedLogins(max_clients=3, clock=Clock())
     for n in range(10):

@@ -18,7 +18,9 @@ loopback that needs a lock (issue 11). It is the one self-hosted music servers u
 * **Failed logins** (a wrong password on the login page or in a bearer token) are counted per
   client address: after :data:`FREE_FAILURES`, each further attempt must wait twice as long as the
   one before (1 s, 2 s, 4 s … at most :data:`MAX_DELAY_S`); until then the client is answered
-  ``429`` with ``Retry-After``, without the password being checked. The table holds at most
+  ``429`` with ``Retry-After``, without the password being checked. One client's passwords are
+  checked one at a time (a second sent meanwhile waits too), so parallel requests cannot multiply
+  the rate. The table holds at most
   :data:`MAX_CLIENTS` addresses (the least recently failed are forgotten first).
 
 ``/api/health`` and the static files (style sheet, script) stay open. Without a password nothing
@@ -29,6 +31,7 @@ user says ``--public``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import hashlib
 import hmac
@@ -41,7 +44,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,19 +245,44 @@ class FailedLogins:
         self.clock = clock
         self._lock = threading.Lock()
         self._clients: OrderedDict[str, tuple[int, float]] = OrderedDict()  # address -> (failures, last failure)
+        self._checking: set[str] = set()  # addresses whose password is being checked (at most one per thread)
 
     def wait_s(self, client: str) -> float:
         """Seconds ``client`` must still wait before its password is checked again (0: go ahead)."""
         with self._lock:
-            entry = self._clients.get(client)
-            if entry is None:
-                return 0.0
-            failures, last = entry
-            now = self.clock()
-            if now - last > self.forget_after_s:
-                del self._clients[client]
-                return 0.0
-            return max(0.0, last + self._delay(failures) - now)
+            return self._wait(client)
+
+    def _wait(self, client: str) -> float:
+        entry = self._clients.get(client)
+        if entry is None:
+            return 0.0
+        failures, last = entry
+        now = self.clock()
+        if now - last > self.forget_after_s:
+            del self._clients[client]
+            return 0.0
+        return max(0.0, last + self._delay(failures) - now)
+
+    @contextlib.contextmanager
+    def attempt(self, client: str) -> Iterator[float]:
+        """Hold ``client``'s one password check for the block; yields the seconds to wait (0: check now).
+
+        One check per client at a time: requests sent in parallel would otherwise all be checked
+        before the first failure counts, multiplying the allowed rate by the server's threads.
+        """
+        with self._lock:
+            wait = self._wait(client)
+            if wait <= 0 and client in self._checking:
+                wait = 1.0
+            mine = wait <= 0
+            if mine:
+                self._checking.add(client)
+        try:
+            yield wait
+        finally:
+            if mine:
+                with self._lock:
+                    self._checking.discard(client)
 
     def _delay(self, failures: int) -> float:
         return 0.0 if failures <= self.free else min(self.max_delay_s, 2.0 ** (failures - self.free - 1))
@@ -389,13 +417,14 @@ def _guard() -> BaseResponse | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         token = header[7:].strip()
-        wait = auth.failures.wait_s(_client())
-        if wait > 0:
-            # While a client waits, no password is checked; only a token already found right passes.
-            return None if auth.known_token(token) else _too_many(wait)
-        if auth.token_ok(token):
-            return None
-        auth.failures.failed(_client())
+        if auth.known_token(token):
+            return None  # found right before: no password check, so nothing to limit
+        with auth.failures.attempt(_client()) as wait:
+            if wait > 0:
+                return _too_many(wait)
+            if auth.token_ok(token):
+                return None
+            auth.failures.failed(_client())
         return _unauthorised("wrong bearer token")
     if session.get("auth") is True:
         if request.method in _UNSAFE and not _csrf_ok():
@@ -428,15 +457,15 @@ def login() -> BaseResponse | tuple[str, int] | str:
         if session.get("auth") is True:
             return redirect(target, code=303)
         return render_template("login.html", next=target, error=None)
-    wait = auth.failures.wait_s(_client())
-    if wait > 0:
-        return _too_many(wait)
-    if not _csrf_ok():
+    if auth.failures.wait_s(_client()) <= 0 and not _csrf_ok():
         return _refuse(403, "refused: the login form is out of date or not from this site; reload the page")
-    if not auth.password.verify(request.form.get("password", "")):
-        auth.failures.failed(_client())
-        return render_template("login.html", next=target, error="That is not the password."), 401
-    auth.failures.succeeded(_client())
+    with auth.failures.attempt(_client()) as wait:
+        if wait > 0:
+            return _too_many(wait)
+        if not auth.password.verify(request.form.get("password", "")):
+            auth.failures.failed(_client())
+            return render_template("login.html", next=target, error="That is not the password."), 401
+        auth.failures.succeeded(_client())
     session.clear()
     session["auth"] = True
     session["csrf"] = secrets.token_urlsafe(32)  # a new token once logged in
