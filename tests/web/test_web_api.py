@@ -205,6 +205,11 @@ def test_tracks_search_with_no_match_is_empty(http):
     assert (body["total"], body["tracks"]) == (0, [])
 
 
+@pytest.mark.parametrize("q", ["%00", "pluck%00", "%00pluck", "plu%07ck", "pluck%1B"])
+def test_tracks_search_with_a_control_character_is_400(http, q):
+    check_error(http.get(f"/api/tracks?q={q}"), 400, "control characters")
+
+
 @pytest.mark.parametrize(
     "query", ["page=0", "page=x", "page=99999999999999", "per_page=0", "per_page=201", "status=weird"]
 )
@@ -391,3 +396,11 @@ def test_synthetic_clip_not_in_the_library_still_gets_recommendations(http, tmp_
     out = audio.encode(tmp_path / "outside.flac", y, sample_rate=22050)
     body = http.post("/api/recommend", files={"file": ("outside.flac", out.read_bytes())}, data={"k": "3"}).json()
     assert body["query"]["format"] == "flac" and len(body["results"]) == 3
+
+
+def test_recommend_says_which_track_a_clip_is_from_and_where(http, clip, synth_library):
+    reply = http.post("/api/recommend", files={"file": ("excerpt.mp3", clip.data)}, data={"k": "3"})
+    body = check_schema(reply, "Recommendations")
+    ident = body["identified"]  # issue 13: exact clip identification
+    assert ident["track_id"] == track_id_of(synth_library, clip.source) == body["results"][0]["track_id"]
+    assert abs(ident["at_s"] - 6.0) <= 1.5 and ident["says"].startswith("this clip is from ")

@@ -123,5 +123,42 @@ def test_dropping_a_file_that_is_not_audio_shows_the_reason(page: Page, server: 
 
 def test_a_file_over_the_limit_is_refused_before_uploading(page: Page, server: str) -> None:
     page.goto(server + "/")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(f"{r.method} {r.url}"))
     page.set_input_files("#file", files=[{"name": "huge.wav", "mimeType": "audio/wav", "buffer": bytes(3 * 1024 * 1024)}])
     expect(page.locator("#upload-error")).to_contain_text("more than the 2 MB limit")
+    page.click("#submit")  # sending it anyway: the page refuses again, and nothing leaves the browser
+    expect(page.locator("#upload-error")).to_have_text("huge.wav is 3.0 MB, more than the 2 MB limit.")
+    page.evaluate("() => fetch('/api/health')")  # a request after the click, so any upload would be seen before it
+    assert [r for r in sent if not r.endswith("/api/health")] == [], sent
+    assert page.url == server + "/"
+
+
+def test_a_logged_in_browser_uploads_with_the_csrf_token(page: Page, synth_library: Any, web_index: Any, clip: Any) -> None:
+    from soundalike.web import create_app
+    from soundalike.web.auth import PasswordHash
+
+    from .conftest import UPLOAD_LIMIT, LiveServer, library_folder
+
+    app = create_app(
+        {
+            "SOUNDALIKE_LIBRARY": library_folder(web_index),
+            "SOUNDALIKE_CATALOG": synth_library.catalog,
+            "SOUNDALIKE_INDEX": web_index,
+            "MAX_CONTENT_LENGTH": UPLOAD_LIMIT,
+            "SOUNDALIKE_PASSWORD_HASH": PasswordHash.of("let me in"),
+        }
+    )
+    with LiveServer(app) as live:
+        page.goto(live.url + "/")
+        page.wait_for_url(re.compile(r".*/login\?next=/$"))
+        page.fill("#password", "let me in")
+        page.click("#login")
+        page.wait_for_url(live.url + "/")
+        page.set_input_files("#file", str(clip.path))
+        page.fill("#k", "4")
+        page.click("#submit")
+        page.wait_for_url(re.compile(r".*/results/[A-Za-z0-9_-]+$"))
+        expect(page.locator("li.rec")).to_have_count(4)
+        page.click("nav form.logout button")
+        page.wait_for_url(re.compile(r".*/login$"))

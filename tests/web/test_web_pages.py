@@ -6,7 +6,9 @@ import csv
 import html
 import io
 import re
+from http.client import HTTPConnection
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -66,6 +68,13 @@ def test_upload_without_javascript_shows_results_with_players_and_links(client, 
         assert f'href="/tracks/{track_id}?aspect=all">more like this' in best
     assert best.count('class="simbar') == 6 and best.count('<dl class="aspects">') == 6
     assert len(re.findall(r'<li class="least-item"', least)) == 6
+
+
+def test_the_results_page_says_which_track_the_clip_is_from(client, clip, synth_library):
+    _, page = results_page(client, clip.data, "my clip.mp3", k="3", aspect="all")
+    source = synth_library.catalog.get_by_path(str(clip.source))
+    said = re.search(r'<p class="identified" id="identified">This clip is from <a href="/tracks/(\d+)">', page)
+    assert said is not None and int(said.group(1)) == source.id  # issue 13
 
 
 def test_upload_with_javascript_gets_json_with_the_results_url(client, clip):
@@ -165,6 +174,27 @@ def test_library_search_by_path(client, query, expected):
     rows = re.findall(r'<td><a href="/tracks/\d+">([^<]+)</a></td>', page)
     assert len(rows) == expected
     assert all(query in r for r in rows)
+
+
+def test_library_search_with_a_control_character_is_400_html(client):
+    reply = client.get("/library?q=%00")
+    assert reply.status_code == 400 and reply.mimetype == "text/html"
+    assert "q must not contain control characters" in reply.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/api//health", "/tracks//1", "/static//style.css"])
+def test_a_redirect_never_names_the_host_the_client_sent(server, path):
+    conn = HTTPConnection(urlsplit(server).hostname, urlsplit(server).port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Host": "evil.example"})
+        reply = conn.getresponse()
+        reply.read()
+    finally:
+        conn.close()
+    location = reply.getheader("Location")
+    assert reply.status == 308, (path, reply.status, location)
+    assert location.startswith("/") and not location.startswith("//"), location
+    assert "evil.example" not in location
 
 
 def test_library_bad_page_is_400_html(client):

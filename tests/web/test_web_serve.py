@@ -129,3 +129,26 @@ def test_requests_keep_succeeding_while_indexes_are_swapped(synth_library, tmp_p
             for w in workers:
                 w.join(timeout=30)
     assert statuses and set(statuses) == {200}
+
+
+def test_serve_takes_the_upload_settings_from_its_config_file(synth_library, clip, tmp_path):
+    library = tmp_path / "library"
+    _copy_catalog(synth_library.catalog.path, library / "catalog.sqlite")
+    config = tmp_path / "serve.toml"
+    config.write_text("upload_analysed_s = 3.0\nanalyses = 1\nanalysis_queue = 0\n")
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = _cli("--config", str(config), "serve", "--port", "0", library=library, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        line = _wait_for(
+            lambda: next((ln for ln in log.read_text().splitlines() if ln.startswith("serving ")), None),
+            timeout=60,
+            what="the serve command to print its URL",
+        )
+        url = line.split(" at ", 1)[1].split()[0]
+        reply = requests.post(url + "api/recommend", files={"file": ("clip.mp3", clip.data)}, data={"k": "3"}, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert reply.status_code == 200, reply.text[:300]
+    assert reply.json()["query"]["truncated_to_s"] == 3.0  # the 8-second clip, analysed for the file's 3 s

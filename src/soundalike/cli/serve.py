@@ -4,29 +4,44 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from soundalike.cli._common import library_option, main, open_library, say_index
+from soundalike.cli._common import library_option, main, say_index, settings_of
 
 
 @main.command()
 @library_option
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface, which needs a password or --public).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8000; 0 picks a free one).")
 @click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Request threads.")
 @click.option("--idle-timeout", type=click.IntRange(min=1), default=30, show_default=True, help="Seconds a connection may send nothing before it is closed.")
 @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds a request may take to arrive, plus 1 s per 500 bytes received (slow clients are answered 408).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File holding the password (or its hash from `python -m soundalike.web.auth`) every page and API call asks for; default $SOUNDALIKE_PASSWORD, else none.")
+@click.option("--public", is_flag=True, help="Serve a non-loopback --host without a password (to everyone who reaches it).")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, idle_timeout: int, request_timeout: float) -> None:
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    threads: int,
+    idle_timeout: int,
+    request_timeout: float,
+    password_file: Path | None,
+    public: bool,
+) -> None:
     """Serve the web app and JSON API with waitress (a production WSGI server)."""
     from soundalike.errors import EmptyLibraryError
-    from soundalike.web import create_app
+    from soundalike.library import Library
+    from soundalike.web import auth, create_app
     from soundalike.web.server import ServerLimits, create_server
 
-    library = open_library(ctx, host=host, port=port)
-    settings = library.settings
+    settings = settings_of(ctx, host=host, port=port)
+    password = auth.load_password(password_file)
+    auth.check_exposure(settings.host, password=password is not None, public=public)
+    library = Library.open(settings)
     index: Any = None
     try:
         loaded = library.index(progress=say_index(False))
@@ -35,7 +50,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
             click.echo(f"index: rebuilt ({index.backend}, {index.count} tracks) because {loaded.rebuilt_because}", err=True)
     except EmptyLibraryError:
         click.echo("no tracks yet: run `soundalike ingest PATH`; the app picks up the index once it is built", err=True)
-    app = create_app(library=library, index=index)
+    app = create_app({"SOUNDALIKE_PASSWORD_HASH": password}, library=library, index=index)
     upload_limit = int(app.config["MAX_CONTENT_LENGTH"])
     limits = ServerLimits(idle_timeout=idle_timeout, request_timeout=request_timeout)
     try:

@@ -20,6 +20,9 @@ Configuration keys (``test_config`` or the defaults from :class:`~soundalike.set
 ``SOUNDALIKE_ANALYSIS_QUEUE``  uploads that may wait for a turn (default 2); then 503
 ``SOUNDALIKE_ANALYSIS_WAIT_S``  longest such a wait, in seconds (default 10)
 ``MAX_CONTENT_LENGTH``    largest request body in bytes (default ``max_upload_mb``)
+``SOUNDALIKE_PASSWORD_HASH``  a :class:`~soundalike.web.auth.PasswordHash`: every route but
+                          health and static files asks for it (:mod:`soundalike.web.auth`)
+``SOUNDALIKE_FAILED_LOGINS``  the :class:`~soundalike.web.auth.FailedLogins` table to use
 ========================  ==============================================================
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, NotFound
@@ -43,6 +47,7 @@ from soundalike.errors import (
 )
 from soundalike.index.bundle import LibraryIndex
 from soundalike.library import Library
+from soundalike.settings import Settings
 from soundalike.web.common import EXTENSION, Shared
 from soundalike.web.limits import AnalysisGate
 from soundalike.web.state import LiveIndex, PictureCache, ResultStore
@@ -71,6 +76,7 @@ def create_app(
     *,
     library: Library | None = None,
     index: LibraryIndex | None | _Unset = UNSET,
+    settings: Settings | None = None,
 ) -> Flask:
     """Create the Flask application.
 
@@ -85,6 +91,9 @@ def create_app(
     index : LibraryIndex or None, optional
         The library's index when the caller has already loaded it (None: nothing analysed yet);
         otherwise it is loaded from the library, rebuilt first if it is out of date.
+    settings : Settings, optional
+        The settings the defaults come from (``soundalike serve`` passes its own, so that
+        ``--config FILE`` and the environment count); default: the library's.
 
     Returns
     -------
@@ -99,7 +108,7 @@ def create_app(
 
     app = Flask(__name__)
     config = dict(test_config or {})
-    settings = library.settings if library is not None else None
+    settings = settings or (library.settings if library is not None else None)
     upload_keys = ("SOUNDALIKE_UPLOAD_ANALYSED_S", "SOUNDALIKE_ANALYSES", "SOUNDALIKE_ANALYSIS_QUEUE")
     if settings is None and (
         "SOUNDALIKE_CATALOG" not in config or "MAX_CONTENT_LENGTH" not in config or not all(k in config for k in upload_keys)
@@ -152,14 +161,16 @@ def create_app(
         analysed_s=float(app.config["SOUNDALIKE_UPLOAD_ANALYSED_S"]),
     )
 
-    from soundalike.web import api, pages
+    from soundalike.web import api, auth, pages
 
+    auth.init_app(app, config.get("SOUNDALIKE_PASSWORD_HASH"), config.get("SOUNDALIKE_FAILED_LOGINS"))
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     _register_errors(app)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
+        _relative_location(response)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.mimetype == "text/html":
@@ -167,6 +178,23 @@ def create_app(
         return response
 
     return app
+
+
+def _relative_location(response: Response) -> None:
+    """Make a redirect's ``Location`` a path on this server, never a URL built from the request.
+
+    Werkzeug's own redirects (``//x`` to ``/x``, a missing trailing slash) name the request's
+    ``Host`` header, which the client chose: a proxy or cache could be made to send someone else
+    to ``evil.example``. A path (always starting with exactly one ``/``) is resolved by the browser
+    against the address it used, which is right behind any proxy too.
+    """
+    location = response.headers.get("Location")
+    if not location:
+        return
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc or location.startswith("//"):
+        path = "/" + parts.path.lstrip("/\\")
+        response.headers["Location"] = urlunsplit(("", "", path, parts.query, parts.fragment))
 
 
 def _load_index(library: Library) -> LibraryIndex | None:
@@ -184,11 +212,14 @@ def _load_index(library: Library) -> LibraryIndex | None:
 
 _TITLES = {
     400: "That request did not make sense",
+    401: "Log in first",
+    403: "Refused",
     404: "Not found",
     405: "Not allowed",
     413: "That file is too large",
     415: "That is not an audio file we can read",
     416: "That range is outside the file",
+    429: "Too many tries",
     422: "That audio file cannot be analysed",
     503: "Not now",
 }

@@ -32,6 +32,7 @@ from soundalike.web.common import (
     parse_aspect,
     parse_int,
     parse_k,
+    parse_search,
     recommender,
     send_track_audio,
     shared,
@@ -127,7 +128,7 @@ def recommend() -> Response:
 @bp.get("/tracks")
 def tracks() -> Response:
     catalog = shared().catalog
-    query = (request.args.get("q") or "").strip()[:200] or None
+    query = parse_search(request.args.get("q"))
     status_name = (request.args.get("status") or "ok").strip()
     if status_name not in STATUSES:
         raise BadRequest(f"unknown status {status_name[:40]!r}; expected one of {', '.join(STATUSES)}")

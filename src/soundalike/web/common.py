@@ -87,6 +87,28 @@ def parse_int(value: str | None, name: str, *, default: int, low: int, high: int
     return int(text)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_QUERY = 200
+
+
+def parse_search(value: str | None) -> str | None:
+    """The text of a library search (``q``), or None for no search.
+
+    Surrounding white space is dropped and the text cut to :data:`MAX_QUERY` characters.
+
+    Raises
+    ------
+    BadRequest
+        When the text holds a control character (SQLite's ``LIKE`` reads a pattern only up to a NUL,
+        so ``q=%00`` used to match every track).
+    """
+    text = (value or "").strip()[:MAX_QUERY]
+    found = _CONTROL.search(text)
+    if found:
+        raise BadRequest(f"q must not contain control characters, got {found.group()!r} at position {found.start()}")
+    return text or None
+
+
 def parse_k(value: str | None, default: int) -> int:
     return parse_int(value, "k", default=min(max(default, 1), MAX_K), low=1, high=MAX_K)
 

@@ -66,7 +66,7 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Recommendation": {
         "type": "object",
-        "required": ["rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects"],
+        "required": ["rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects", "windows"],
         "properties": {
             "rank": {"type": "integer", "minimum": 1},
             "track_id": {"type": "integer"},
@@ -76,6 +76,12 @@ _SCHEMAS: dict[str, Any] = {
             "similarity": {"type": "number", "minimum": 0, "maximum": 1, "description": "(1 + c) / 2; 0.5 means unrelated."},
             "distance": {"type": "number", "minimum": 0, "maximum": 2, "description": "sqrt(2 - 2c)."},
             "aspects": _ref("Aspects"),
+            "windows": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "maximum": 1,
+                "description": "How alike the 5-second windows of the two are, (1 + w) / 2; null where the score does not use them (one aspect, least similar).",
+            },
         },
         "additionalProperties": False,
     },
@@ -101,6 +107,23 @@ _SCHEMAS: dict[str, Any] = {
             },
             "results": {"type": "array", "items": _ref("Recommendation")},
             "least_similar": {"type": "array", "items": _ref("Recommendation")},
+            "identified": _ref("Identification"),
+        },
+        "additionalProperties": False,
+    },
+    "Identification": {
+        "type": "object",
+        "description": "For a file query: the catalog track the clip was cut from, when its best window match is unambiguous (it is then results[0]).",
+        "required": ["track_id", "path", "title", "artist", "at_s", "score", "margin", "says"],
+        "properties": {
+            "track_id": {"type": "integer"},
+            "path": {"type": "string"},
+            "title": {"type": ["string", "null"]},
+            "artist": {"type": ["string", "null"]},
+            "at_s": {"type": "number", "minimum": 0, "description": "Seconds into the track where the clip starts."},
+            "score": {"type": "number", "description": "Cosine of the best window match."},
+            "margin": {"type": "number", "description": "Its lead over the best match in any other recording."},
+            "says": {"type": "string", "description": "\"this clip is from TITLE at M:SS\""},
         },
         "additionalProperties": False,
     },
@@ -213,7 +236,7 @@ _PATHS: dict[str, Any] = {
                 {
                     "name": "q",
                     "in": "query",
-                    "description": "Text found in the title, artist, album, genre or path.",
+                    "description": "Text found in the title, artist, album, genre or path (no control characters: 400).",
                     "schema": {"type": "string"},
                 },
                 {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
@@ -229,7 +252,7 @@ _PATHS: dict[str, Any] = {
                     "schema": {"type": "string", "enum": ["ok", "failed", "all"], "default": "ok"},
                 },
             ],
-            "responses": {"200": _json("One page of tracks", "TrackPage"), "400": _error("Bad `page`, `per_page` or `status`")},
+            "responses": {"200": _json("One page of tracks", "TrackPage"), "400": _error("Bad `q`, `page`, `per_page` or `status`")},
         }
     },
     "/api/tracks/{track_id}": {
@@ -301,6 +324,37 @@ _PATHS: dict[str, Any] = {
 }
 
 
+_OPEN_OPERATIONS = frozenset({"health"})
+"""Operations that never ask for credentials (see :mod:`soundalike.web.auth`)."""
+_SECURITY_SCHEMES = {
+    "password": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "When the server has a password (`serve --password-file FILE` or `$SOUNDALIKE_PASSWORD`), "
+        "every operation but `health` needs `Authorization: Bearer PASSWORD` (or a logged-in browser's session "
+        "cookie). After 3 wrong passwords from one address, each further try must wait twice as long as the one "
+        "before (429 with `Retry-After`). Without a password, nothing is asked for.",
+    }
+}
+
+
+def _secured(paths: dict[str, Any]) -> dict[str, Any]:
+    """Add the password requirement and its answers to every operation but the open ones."""
+    for methods in paths.values():
+        for method, spec in methods.items():
+            if spec["operationId"] in _OPEN_OPERATIONS:
+                spec["security"] = []
+                continue
+            spec["security"] = [{"password": []}, {}]  # {}: a server without a password asks for nothing
+            spec["responses"]["401"] = _error("The server has a password and the request has no right credentials")
+            spec["responses"]["429"] = _error("Too many wrong passwords from this address (see `Retry-After`)")
+            if method in ("post", "put", "patch", "delete"):
+                spec["responses"]["403"] = _error(
+                    "Sent from a page of another site (`Origin`), or with a session cookie but no CSRF token"
+                )
+    return paths
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document (a fresh copy)."""
     return {
@@ -311,6 +365,6 @@ def document() -> dict[str, Any]:
             "description": "Recommend music that sounds alike. Similarities are (1 + cosine) / 2 in [0, 1]; "
             "errors are JSON `{error, status}` with a 4xx code for bad input.",
         },
-        "paths": copy.deepcopy(_PATHS),
-        "components": {"schemas": copy.deepcopy(_SCHEMAS)},
+        "paths": _secured(copy.deepcopy(_PATHS)),
+        "components": {"schemas": copy.deepcopy(_SCHEMAS), "securitySchemes": copy.deepcopy(_SECURITY_SCHEMES)},
     }

@@ -39,6 +39,7 @@ from soundalike.web.common import (
     parse_aspect,
     parse_int,
     parse_k,
+    parse_search,
     recommender,
     shared,
     sniff_mimetype,
@@ -168,7 +169,7 @@ def result_segments(result_id: str) -> Response:
 @bp.get("/library")
 def library() -> str:
     catalog = shared().catalog
-    query = (request.args.get("q") or "").strip()[:200]
+    query = parse_search(request.args.get("q")) or ""
     status = request.args.get("status") or OK
     if status not in (OK, FAILED):
         raise BadRequest(f"unknown status {status[:40]!r}; expected ok or failed")
@@ -222,7 +223,8 @@ def track_picture(track_id: int) -> Response:
         from soundalike.web.pictures import feature_picture
 
         with state.gate.turn():
-            audio = decode(t.path, max_duration=state.live.max_duration)
+            # As for an upload, only the analysed duration is decoded: a long track must not cost more.
+            audio = decode(t.path, max_duration=state.live.max_duration, truncate_to=state.analysed_s)
             png = feature_picture(audio.samples, audio.sample_rate)
         state.pictures.put(key, png)
     return _png(png)

@@ -107,7 +107,12 @@ class _JsonErrorTask(ErrorTask):
 
     def execute(self) -> None:
         error = self.request.error
-        body = _json_error(error.code, f"{error.reason.lower()}: {error.body}")
+        message = f"{error.reason.lower()}: {error.body}"
+        if error.code == 413:
+            # Say the limit as the app does, not waitress's byte count (which includes the margin).
+            limit = (self.channel.adj.max_request_body_size - BODY_MARGIN) / (1024 * 1024)
+            message = f"the upload is larger than the {limit:g} MB limit"
+        body = _json_error(error.code, message)
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()
@@ -329,16 +334,17 @@ access_log = logging.getLogger("soundalike.access")
 class _OncePerInterval(logging.Filter):
     """Let one record through every ``every`` seconds; say how many were left out in between."""
 
-    def __init__(self, every: float) -> None:
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.every = every
+        self.clock = clock
         self._next = 0.0
         self._dropped = 0
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             if now < self._next:
                 self._dropped += 1
                 return False

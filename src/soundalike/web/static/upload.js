@@ -63,6 +63,8 @@
     data.append("file", chosen, chosen.name);
     data.append("aspect", document.getElementById("aspect").value);
     data.append("k", document.getElementById("k").value);
+    var csrf = form.querySelector("input[name=csrf_token]");
+    if (csrf) data.append("csrf_token", csrf.value); // a server with a password wants the session's token
 
     var xhr = new XMLHttpRequest();
     xhr.open("POST", form.action);
