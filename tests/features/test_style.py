@@ -160,6 +160,22 @@ def test_the_session_is_made_once_per_process_with_one_thread():
     assert first.get_providers() == ["CPUExecutionProvider"]
 
 
+def _style_of_spec(spec: synth.TrackSpec) -> np.ndarray:
+    return style.style_embedding(synth.render(spec), sample_rate=SAMPLE_RATE)
+
+
+def test_a_spawned_worker_makes_its_own_session_and_gets_the_same_embedding():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    spec = synth.TrackSpec("organ", "bossa", "D", duration=8.0, seed=6)
+    here = _style_of_spec(spec)
+    # As ingest runs workers: spawned, so the session cannot be inherited; only the spec travels.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = pool.submit(_style_of_spec, spec).result(timeout=120)
+    np.testing.assert_allclose(there, here, rtol=0, atol=1e-5)
+
+
 def test_onnx_model_matches_tensorflow_on_the_references_own_input(reference):
     embeddings, taggram = style.run_model(reference["mel_input"])
     expected_embeddings, expected_taggram = _clip(reference, _synth_clips(reference)[0][0])
