@@ -164,6 +164,7 @@ def _style_of_spec(spec: synth.TrackSpec) -> np.ndarray:
     return style.style_embedding(synth.render(spec), sample_rate=SAMPLE_RATE)
 
 
+@pytest.mark.slow
 def test_a_spawned_worker_makes_its_own_session_and_gets_the_same_embedding():
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -248,6 +249,7 @@ def test_tracks_of_one_instrument_and_groove_are_closer_in_style_than_different_
     assert within > across
 
 
+@pytest.mark.slow
 def test_computing_style_imports_neither_librosa_nor_numba(tmp_path):
     path = tmp_path / "one.flac"
     synth.write_audio(path, synth.render(synth.TrackSpec("pluck", "backbeat", "C", duration=4.0, seed=1)), sample_rate=SAMPLE_RATE)
