@@ -1,0 +1,367 @@
+"""Style: a learned embedding from the musicnn MSD model, run with onnxruntime.
+
+musicnn (Pons & Serra, 2019; ISC licence) is a convolutional network trained to predict the 50 most
+frequent Last.fm tags of the Million Song Dataset from 3-second mel spectrogram patches. Its
+penultimate dense layer (200 units) describes genre, mood, instrumentation and era the way listeners
+tag them; averaged over patches spread across a track it is the ``style`` vector.
+
+The model file ``models/musicnn_msd.onnx`` is converted from the MSD_musicnn checkpoint in the
+``musicnn`` 0.1.0 wheel by ``tools/convert_musicnn.py`` (which also writes the provenance note
+``models/musicnn_msd.json`` and the reference fixture the tests compare with); its licence is
+``models/LICENSE-musicnn.txt``. It is checked against :data:`MODEL_SHA256` when loaded.
+
+The model reads its own representation, reproduced here from the signal the pipeline already
+decoded: resampled to 16 kHz, a centred STFT (Hann window, ``N_FFT`` 512, ``HOP`` 256, zero
+padded), power through librosa's 96-band Slaney mel bank (shipped as ``models/musicnn_mel.npz``, so
+that no worker imports librosa), rounded to float16 as musicnn's ``batch_data`` does, then
+``log10(1 + 10000 x)``, cut into patches of ``PATCH_FRAMES`` frames (3 s).
+
+Two differences from musicnn's own preprocessing come from :func:`soundalike.audio.decode`, not
+from here: it downmixes stereo as (L + R) / sqrt(2) where librosa takes the mean (3 dB louder), and
+it removes the DC offset. The tests measure both (cosine to the reference embeddings 0.9999 with
+the gain undone, 0.96 per patch without); neither changes retrieval on dev-music.
+
+One onnxruntime session per process, made on first use with one intra- and one inter-op thread (the
+pool runs one worker per core); it is never pickled: a forked or spawned worker makes its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+import soxr
+
+from soundalike.errors import SoundalikeError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+"""Hz: the rate musicnn was trained at."""
+N_FFT = 512
+HOP = 256
+N_MELS = 96
+PATCH_FRAMES = 187
+"""Frames per patch: 3 s (``librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1``)."""
+LOG_SCALE = 10000.0
+"""The mel power is compressed as ``log10(1 + LOG_SCALE * x)``."""
+EMBEDDING_DIM = 200
+N_TAGS = 50
+N_PATCHES = 10
+"""Patches per track by default: 30 s of audio evenly spread over the track.
+
+Inference is almost all of the cost, about 40 ms of one core per patch (resampling and mel add
+under 3 ms), so 10 patches cost about 0.43 s per track whatever its length."""
+
+MODEL_FILE = "musicnn_msd.onnx"
+MODEL_SHA256 = "cdf95e5c376108430423c863222866db353eb2aa00ec80c14ac411e819b2ae67"
+MEL_FILE = "musicnn_mel.npz"
+MSD_TAGS = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock",
+    "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental",
+    "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental",
+    "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy",
+    "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
+    "sad", "House", "happy",
+)  # fmt: skip
+"""The model's 50 tags, in the order of its ``taggram`` output (``musicnn.configuration.MSD_LABELS``)."""
+
+_INPUT, _EMBEDDING, _TAGGRAM = "mel", "embedding", "taggram"
+# Input samples kept on each side of a resampled span, so soxr's filter sees the same neighbours
+# as it would in the whole signal (measured: 256 already gives the whole signal's samples ± 2e-7).
+_RESAMPLE_MARGIN = 512
+_RESAMPLE_QUALITY = "HQ"  # what librosa.load(sr=16000) uses (res_type "soxr_hq"), as musicnn does
+
+
+class ModelError(SoundalikeError):
+    """A shipped model file is missing, altered or cannot be loaded."""
+
+
+def _models() -> Any:
+    return files("soundalike.features").joinpath("models")
+
+
+def model_path() -> Path:
+    """Where the shipped model file is (package data)."""
+    return Path(str(_models().joinpath(MODEL_FILE)))
+
+
+def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODEL_SHA256) -> Any:
+    """Open an onnxruntime session on the musicnn model, after checking the file's sha256.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        The model file; defaults to the one shipped with the package.
+    sha256 : str
+        The hex digest the file must have.
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+        CPU only, one intra-op and one inter-op thread.
+
+    Raises
+    ------
+    ModelError
+        If the file cannot be read, its sha256 is not ``sha256`` (the message names both), or
+        onnxruntime cannot load it.
+    """
+    import onnxruntime as ort  # heavy import kept out of ``import soundalike``
+
+    where = Path(path) if path is not None else model_path()
+    try:
+        data = where.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read the style model {where}: {exc.strerror or exc}") from exc
+    found = hashlib.sha256(data).hexdigest()
+    if found != sha256:
+        raise ModelError(
+            f"the style model {where} is not the one this version ships: "
+            f"expected sha256 {sha256}, found {found} (reinstall soundalike, or run tools/convert_musicnn.py)"
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"onnxruntime cannot load the style model {where}: {exc}") from exc
+
+
+_session: tuple[int, Any] | None = None
+
+
+def session() -> Any:
+    """This process's inference session on the shipped model, made on first use."""
+    global _session
+    # Keyed by process id: a forked worker must not share its parent's session and thread state.
+    if _session is None or _session[0] != os.getpid():
+        _session = (os.getpid(), load_model())
+        log.debug("loaded the style model %s", MODEL_FILE)
+    return _session[1]
+
+
+@lru_cache(maxsize=1)
+def _mel_bank() -> np.ndarray:
+    with _models().joinpath(MEL_FILE).open("rb") as f, np.load(f) as z:
+        return np.ascontiguousarray(z["mel"].T, dtype=np.float32)  # (1 + N_FFT // 2, N_MELS)
+
+
+@lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    return scipy.signal.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+
+
+def n_frames(n_samples: int) -> int:
+    """Frames of the model's mel spectrogram of ``n_samples`` samples at ``SAMPLE_RATE`` (centred)."""
+    return 1 + n_samples // HOP
+
+
+def musicnn_mel(y: np.ndarray) -> np.ndarray:
+    """musicnn's input representation of a 16-kHz signal.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal at ``SAMPLE_RATE``.
+
+    Returns
+    -------
+    np.ndarray [shape=(1 + n // HOP, N_MELS), dtype=float32]
+        ``log10(1 + 10000 x)`` of the mel power ``x`` (rounded to float16 first, as musicnn does),
+        frames centred on ``t * HOP`` (zero padded at the ends), bands low to high.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    return _mel_of_span(np.pad(y, N_FFT // 2), n_frames(len(y)))
+
+
+def resample(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """``y`` at the model's ``SAMPLE_RATE``, resampled as musicnn's ``librosa.load`` does (soxr, HQ).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    sample_rate : int
+        Rate of ``y`` in Hz.
+
+    Returns
+    -------
+    np.ndarray [shape=(ceil(n * SAMPLE_RATE / sample_rate),), dtype=float32]
+    """
+    return _resample_span(np.asarray(y, np.float32), sample_rate, 0, _resampled_length(len(y), sample_rate))
+
+
+def _ratio(sample_rate: int) -> tuple[int, int]:
+    g = math.gcd(SAMPLE_RATE, sample_rate)
+    return SAMPLE_RATE // g, sample_rate // g
+
+
+def _resampled_length(n: int, sample_rate: int) -> int:
+    up, down = _ratio(sample_rate)
+    return -(-n * up // down)
+
+
+def _resample_span(y: np.ndarray, sample_rate: int, lo: int, hi: int) -> np.ndarray:
+    """Samples ``lo:hi`` of ``y`` resampled to ``SAMPLE_RATE``, zeros outside the signal."""
+    up, down = _ratio(sample_rate)
+    out = np.zeros(hi - lo, np.float32)
+    total = _resampled_length(len(y), sample_rate)
+    if up == down:
+        start, stop = max(lo, 0), min(hi, len(y))
+        out[start - lo : stop - lo] = y[start:stop]
+        return out
+    # Whole blocks of ``down`` input samples map to whole blocks of ``up`` output samples, so a
+    # slice that starts on a block boundary resamples onto the same grid as the whole signal.
+    margin = -(-_RESAMPLE_MARGIN // down)
+    first = max(0, max(lo, 0) // up - margin)
+    last = min(-(-len(y) // down), -(-min(hi, total) // up) + margin)
+    part = soxr.resample(y[first * down : last * down], sample_rate, SAMPLE_RATE, quality=_RESAMPLE_QUALITY)
+    offset = first * up
+    start, stop = max(lo, offset, 0), min(hi, offset + len(part), total)
+    if stop > start:
+        out[start - lo : stop - lo] = part[start - offset : stop - offset]
+    return out
+
+
+def patch_starts(frames: int, n_patches: int = N_PATCHES) -> np.ndarray:
+    """First frames of the patches a track is described by: evenly spread, not overlapping.
+
+    Parameters
+    ----------
+    frames : int
+        Frames in the track's mel spectrogram (:func:`n_frames`).
+    n_patches : int > 0
+        Most patches to take; a track with room for fewer whole patches gets that many (one at
+        least: a track shorter than a patch is repeated to fill it, as musicnn was trained).
+
+    Returns
+    -------
+    np.ndarray [shape=(min(n_patches, max(1, frames // PATCH_FRAMES)),), dtype=int64]
+        Ascending; the first is 0 and the last ends at the track's last frame.
+    """
+    if n_patches < 1:
+        raise ValueError(f"n_patches must be at least 1, got {n_patches}")
+    count = min(n_patches, max(1, frames // PATCH_FRAMES))
+    last = max(0, frames - PATCH_FRAMES)
+    return np.round(np.linspace(0, last, count)).astype(np.int64)
+
+
+def mel_patches(y: np.ndarray, *, sample_rate: int, starts: np.ndarray) -> np.ndarray:
+    """The model's input patches at the given frames, computed from the pipeline's signal.
+
+    Only the audio under the patches is resampled and transformed, so the cost depends on the
+    number of patches, not on the track's length.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal at ``sample_rate`` (as :func:`soundalike.audio.decode` returns it).
+    sample_rate : int
+        Rate of ``y`` in Hz.
+    starts : np.ndarray [shape=(p,)]
+        First frame of each patch, in frames of the 16-kHz mel spectrogram (:func:`patch_starts`).
+
+    Returns
+    -------
+    np.ndarray [shape=(p, PATCH_FRAMES, N_MELS), dtype=float32]
+        The same values as ``musicnn_mel(resample(y))[s : s + PATCH_FRAMES]``; a track shorter
+        than a patch is repeated to fill it.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    total = n_frames(_resampled_length(len(y), sample_rate))
+    patches = np.empty((len(starts), PATCH_FRAMES, N_MELS), np.float32)
+    for i, start in enumerate(np.asarray(starts, dtype=np.int64)):
+        count = min(PATCH_FRAMES, total - int(start))
+        if count <= 0:
+            raise ValueError(f"patch start {start} is past the track's last frame ({total - 1})")
+        # Frames start..start+count-1 are centred on samples start*HOP...; each spans ±N_FFT/2.
+        lo = int(start) * HOP
+        span = _resample_span(y, sample_rate, lo - N_FFT // 2, lo + (count - 1) * HOP + N_FFT // 2)
+        mel = _mel_of_span(span, count)
+        patches[i] = np.resize(mel, (PATCH_FRAMES, N_MELS)) if count < PATCH_FRAMES else mel
+    return patches
+
+
+def _mel_of_span(span: np.ndarray, count: int) -> np.ndarray:
+    """``musicnn_mel`` frames of an already padded span (frame k centred on span[N_FFT/2 + k*HOP])."""
+    frames = np.lib.stride_tricks.sliding_window_view(span, N_FFT)[::HOP][:count]
+    spectrum = scipy.fft.rfft(frames * _window(), axis=1, workers=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    mel = (power.astype(np.float32) @ _mel_bank()).astype(np.float16)
+    return np.log10(1.0 + LOG_SCALE * mel.astype(np.float32))
+
+
+def run_model(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's outputs for a batch of input patches.
+
+    Parameters
+    ----------
+    patches : np.ndarray [shape=(p, PATCH_FRAMES, N_MELS)]
+        As :func:`mel_patches` returns them.
+
+    Returns
+    -------
+    embeddings : np.ndarray [shape=(p, EMBEDDING_DIM), dtype=float32]
+        The penultimate layer (after its batch normalisation), one row per patch.
+    taggram : np.ndarray [shape=(p, N_TAGS), dtype=float32]
+        Probability of each of :data:`MSD_TAGS`, one row per patch.
+    """
+    patches = np.ascontiguousarray(patches, dtype=np.float32)
+    if patches.ndim != 3 or patches.shape[1:] != (PATCH_FRAMES, N_MELS):
+        raise ValueError(f"expected patches of shape (p, {PATCH_FRAMES}, {N_MELS}), got {patches.shape}")
+    embeddings, taggram = session().run([_EMBEDDING, _TAGGRAM], {_INPUT: patches})
+    return embeddings, taggram
+
+
+def style_patches(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES) -> np.ndarray:
+    """Style embedding of each patch of a track.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal at ``sample_rate``.
+    sample_rate : int
+        Rate of ``y`` in Hz.
+    n_patches : int > 0
+        Most 3-s patches to take, evenly spread over the track (:func:`patch_starts`).
+
+    Returns
+    -------
+    np.ndarray [shape=(p, EMBEDDING_DIM), dtype=float32]
+        One row per patch, in time order; ``p = min(n_patches, max(1, frames // PATCH_FRAMES))``.
+    """
+    starts = patch_starts(n_frames(_resampled_length(len(y), sample_rate)), n_patches)
+    embeddings, _ = run_model(mel_patches(y, sample_rate=sample_rate, starts=starts))
+    return embeddings
+
+
+def style_embedding(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES) -> np.ndarray:
+    """Style of a track: the mean of its patches' musicnn embeddings.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal at ``sample_rate``.
+    sample_rate : int
+        Rate of ``y`` in Hz.
+    n_patches : int > 0
+        Most 3-s patches to average, evenly spread over the track.
+
+    Returns
+    -------
+    np.ndarray [shape=(EMBEDDING_DIM,), dtype=float32]
+        Compare two with the cosine.
+    """
+    return style_patches(y, sample_rate=sample_rate, n_patches=n_patches).mean(axis=0)
