@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundalike import synth
+from soundalike import audio, synth
 from soundalike.audio import SAMPLE_RATE, decode
 from soundalike.features import style
 
@@ -252,7 +252,7 @@ def test_tracks_of_one_instrument_and_groove_are_closer_in_style_than_different_
 @pytest.mark.slow
 def test_computing_style_imports_neither_librosa_nor_numba(tmp_path):
     path = tmp_path / "one.flac"
-    synth.write_audio(path, synth.render(synth.TrackSpec("pluck", "backbeat", "C", duration=4.0, seed=1)), sample_rate=SAMPLE_RATE)
+    audio.encode(path, synth.render(synth.TrackSpec("pluck", "backbeat", "C", duration=4.0, seed=1)), sample_rate=SAMPLE_RATE)
     code = (
         "import sys\n"
         "from soundalike.audio import decode\n"
