@@ -24,12 +24,16 @@ sha256 that ``style.py`` checks on load; update ``MODEL_SHA256`` there when it c
 ``musicnn_mel.npz`` (librosa's 96-band mel bank at 16 kHz, n_fft 512, as musicnn's
 preprocessing builds it, so the analysis never imports librosa).
 
-``fixture`` runs the *reference implementation* (musicnn's ``extractor.batch_data``: librosa decoding
-and resampling to 16 kHz and its mel spectrogram; then musicnn's TensorFlow graph) on three dev-music clips and two
-synthesised clips (``soundalike.synth``, rendered at 22,050 Hz and written as float WAV, so the
+``model`` gives the same bytes on every run (tf2onnx's optimisers are made deterministic, and nodes
+are numbered in a canonical order); with these versions the sha256 is the one in ``style.py``.
+
+``fixture`` runs the *reference implementation* (musicnn's ``extractor.batch_data``: librosa
+decoding and resampling to 16 kHz and its mel spectrogram; then musicnn's TensorFlow graph, as
+``extractor.extractor`` runs it, but not its per-patch ``penultimate``, which in musicnn 0.1.0
+repeats the first patch's for every patch) on three dev-music clips and two synthesised clips (``soundalike.synth``, rendered at 22,050 Hz and written as float WAV, so the
 test can render the same samples again), and writes its per-patch outputs (non-overlapping 3-s
 patches from the start, as the extractor cuts them) to ``tests/features/fixtures/musicnn_reference.npz``.
-It also keeps the extractor's own input patches for the first two patches of the first synthesised
+It also keeps the reference's own input patches for the first two patches of the first synthesised
 clip, so the ONNX model can be compared with TensorFlow on identical input.
 """
 
