@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -101,3 +102,81 @@ def start_ingest_until(args: list[str], db: Path, rows: int, *, batch_size: int 
 def ingest_until():
     """:func:`start_ingest_until` as a fixture, so test modules need not import conftest."""
     return start_ingest_until
+
+
+# -- a library with known copies (issue 14: radio and duplicates) ------------------------------
+
+
+@dataclass
+class CopiesLibrary:
+    """Tagged tracks in artist folders plus copies of some of them made by real encoders.
+
+    ``groups`` is the ground truth: each original's path with the paths of its copies; every other
+    pair of tracks is different music (some share instrument and groove: one "soundtrack").
+    """
+
+    folder: Path
+    music: Path
+    originals: list[Path]
+    groups: list[set[str]]
+    catalog: SQLiteCatalog
+    index: LibraryIndex
+
+
+def _ffmpeg(source: Path, target: Path, *args: str) -> Path:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *args, str(target)], check=True)
+    return target
+
+
+def _tag(path: Path, **tags: str) -> None:
+    import mutagen
+
+    meta = mutagen.File(str(path), easy=True)
+    for key, value in tags.items():
+        meta[key] = value
+    meta.save()
+
+
+@pytest.fixture(scope="session")
+def copies_library(tmp_path_factory: pytest.TempPathFactory) -> CopiesLibrary:
+    """12 FLAC originals (2 instruments × 3 grooves × 2 keys, 20 s, tagged artist = instrument, album =
+    groove, in one folder per artist) and copies: a byte copy, MP3 at 192k and 64k, Opus, 2 s of
+    silence added in front, and the 2 s of leading silence of one original trimmed; ingested and
+    indexed (exact) in the library folder, which remembers the exact backend."""
+    from soundalike.library import Library
+    from soundalike.settings import load_settings
+
+    music = tmp_path_factory.mktemp("copies-music")
+    specs = synth.library_specs(instruments=("pluck", "organ"), grooves=("backbeat", "waltz", "bossa"), keys=("C", "A"), duration=SYNTH_DURATION)
+    originals: list[Path] = []
+    for i, spec in enumerate(specs):
+        folder = music / spec.instrument
+        folder.mkdir(exist_ok=True)
+        y = synth.render(spec)
+        if i == 4:  # this one starts with 2 s of silence; its copy has it trimmed
+            y = np.concatenate([np.zeros(2 * 22050, dtype=np.float32), y])
+        name = f"{spec.groove} {spec.key} é #{i} 100%.flac" if i == 5 else f"{spec.groove}-{spec.key}.flac"
+        path = synth.write_audio(folder / name, y, sample_rate=22050)
+        _tag(path, artist=spec.instrument, album=spec.groove, title=f"{spec.groove} in {spec.key}")
+        originals.append(path)
+    copies = music / "copies"
+    copies.mkdir()
+    shutil.copy(originals[0], copies / "byte-copy.flac")
+    _ffmpeg(originals[1], copies / "one-192k.mp3", "-b:a", "192k")
+    _ffmpeg(originals[1], copies / "one-64k.mp3", "-b:a", "64k")
+    _ffmpeg(originals[2], copies / "two.opus", "-c:a", "libopus", "-b:a", "64k")
+    _ffmpeg(originals[3], copies / "three-silence-added.mp3", "-af", "adelay=2000:all=1", "-b:a", "128k")
+    _ffmpeg(originals[4], copies / "four-silence-trimmed.mp3", "-ss", "2", "-b:a", "128k")
+    groups = [
+        {str(originals[0]), str(copies / "byte-copy.flac")},
+        {str(originals[1]), str(copies / "one-192k.mp3"), str(copies / "one-64k.mp3")},
+        {str(originals[2]), str(copies / "two.opus")},
+        {str(originals[3]), str(copies / "three-silence-added.mp3")},
+        {str(originals[4]), str(copies / "four-silence-trimmed.mp3")},
+    ]
+    folder = tmp_path_factory.mktemp("copies-library")
+    library = Library.open(load_settings({"library": folder}), create=True)
+    ingest([music], library.catalog, runner=ProcessRunner(2))
+    index = library.rebuild(backend="exact")
+    assert isinstance(library.catalog, SQLiteCatalog)
+    return CopiesLibrary(folder=folder, music=music, originals=originals, groups=groups, catalog=library.catalog, index=index)
