@@ -8,7 +8,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from soundalike.radio import RadioError, Spread, path, query_weights, radio, seed_from_file, seed_from_track
+from soundalike.radio import (
+    RadioError,
+    Spread,
+    path,
+    query_weights,
+    radio,
+    seed_from_file,
+    seed_from_track,
+)
 
 
 def _seed(index, catalog, path_or_id):

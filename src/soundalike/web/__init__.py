@@ -152,10 +152,11 @@ def create_app(
         analysed_s=float(app.config["SOUNDALIKE_UPLOAD_ANALYSED_S"]),
     )
 
-    from soundalike.web import api, pages
+    from soundalike.web import api, pages, radio
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
+    app.register_blueprint(radio.bp, url_prefix="/api")
     _register_errors(app)
 
     @app.after_request
