@@ -6,7 +6,7 @@ Three parts:
    :mod:`benchmarks.common`, shaped like the dev-music features; tags: 20 tracks per artist, 10 per
    album) written into a real SQLite catalog; the track vectors normalised and indexed by ScaNN with
    its default rule, exactly as ``bundle.build`` does for the track index. Each track's 11 segment
-   windows are a real clip's windows plus noise, made on access from the row number (the radio reads
+   windows are real clips' windows plus noise, made on access from the row number (the radio reads
    only the windows of the tracks it is about to play, to recognise copies; building a segment
    index of 11M windows is not what is measured here). A 50-track radio from one seed (drift 0.5)
    is timed on one core, catalog look-ups included, against two baselines in the same run: one
@@ -104,16 +104,17 @@ def _records(raw: np.ndarray, start: int, segments: Any | None) -> list[Any]:
 
 
 class WindowMaker:
-    """Raw segment windows of synthetic track ``i``: a real clip's windows plus noise, seeded by ``i``."""
+    """Raw segment windows of synthetic track ``i``, seeded by ``i``: each window a real clip's window
+    (any clip, any time) plus noise, so that two synthetic tracks are different recordings (windows
+    taken whole from one clip would make every track built on that clip a near-copy of the others)."""
 
     def __init__(self, real_segments: list[np.ndarray], noise: float = 0.5) -> None:
-        self.bases = [s for s in real_segments if len(s) >= SEGMENTS_PER_TRACK]
-        flat = np.concatenate(real_segments)
-        self.scale = noise * flat.std(axis=0)
+        self.pool = np.concatenate(real_segments)
+        self.scale = noise * self.pool.std(axis=0)
 
     def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(1_000_003 * 7 + i)
-        base = self.bases[int(rng.integers(0, len(self.bases)))][:SEGMENTS_PER_TRACK]
+        base = self.pool[rng.integers(0, len(self.pool), SEGMENTS_PER_TRACK)]
         segs = (base + self.scale * rng.standard_normal(base.shape)).astype(np.float32)
         return segs, (np.arange(len(segs)) * SEGMENT_HOP_S).astype(np.float32)
 
@@ -159,25 +160,19 @@ def scale_job(job: dict[str, Any]) -> dict[str, Any]:
     out["index_build_seconds"] = time.perf_counter() - t0
     out["index_build_peak"] = memory.peak_delta
     out["params"] = dict(tracks.params)
-    windows = WindowMaker(real_segments)
     seg_norm = Normaliser.fit([np.concatenate(real_segments)], segment_layout(), {})
-
-    class BenchIndex(LibraryIndex):
-        def segments_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-            segs, starts = windows(row)
-            return seg_norm.transform(segs), starts
-
+    seg_vectors = _segment_file(folder / "seg_vectors.npy", n, real_segments, seg_norm)
+    starts = np.tile((np.arange(SEGMENTS_PER_TRACK) * SEGMENT_HOP_S).astype(np.float32), n)
     ids = np.arange(1, n + 1, dtype=np.int64)  # SQLite ids follow the insertion order
     manifest = Manifest(
         backend="scann", segment_backend="none", dim=layout.dim, segment_dim=segment_layout().dim, feature_version=0,
-        count=n, segment_count=0, catalog_revision=0, catalog="", params=dict(tracks.params), segment_params={},
-        weights=dict(norm.weights), built_at=0.0, build_seconds={},
+        count=n, segment_count=n * SEGMENTS_PER_TRACK, catalog_revision=0, catalog="", params=dict(tracks.params),
+        segment_params={}, weights=dict(norm.weights), built_at=0.0, build_seconds={},
     )  # fmt: skip
-    empty = np.zeros(0, dtype=np.int64)
-    index = BenchIndex(
+    index = LibraryIndex(
         directory=folder, manifest=manifest, track_norm=norm, segment_norm=seg_norm, ids=ids, vectors=vectors,
-        seg_vectors=np.zeros((0, segment_layout().dim), np.float32), seg_rows=empty, seg_starts=empty.astype(np.float32),
-        seg_offsets=np.zeros(n + 1, np.int64), tracks=tracks, segments=tracks,
+        seg_vectors=seg_vectors, seg_rows=np.repeat(np.arange(n, dtype=np.int32), SEGMENTS_PER_TRACK), seg_starts=starts,
+        seg_offsets=np.arange(n + 1, dtype=np.int64) * SEGMENTS_PER_TRACK, tracks=tracks, segments=tracks,
     )  # fmt: skip
     last = catalog.get(n)
     assert last is not None and last.path.endswith(f"track-{n - 1:07d}.mp3"), "catalog ids follow the rows"
@@ -224,6 +219,28 @@ def scale_job(job: dict[str, Any]) -> dict[str, Any]:
     del index, tracks, vectors
     (folder / "vectors.npy").unlink()
     return out
+
+
+def _segment_file(path: Path, n: int, real_segments: list[np.ndarray], norm: Any) -> np.ndarray:
+    """Normalised windows of ``n`` synthetic tracks in a memory-mapped ``.npy`` (made once, then reused)."""
+    from numpy.lib.format import open_memmap
+
+    rows = n * SEGMENTS_PER_TRACK
+    if path.is_file():
+        existing = np.load(path, mmap_mode="r")
+        if existing.shape[0] == rows:
+            return existing
+    pool = np.concatenate(real_segments)
+    scale = 0.5 * pool.std(axis=0)
+    rng = np.random.default_rng(n)
+    out = open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float32, shape=(rows, pool.shape[1]))
+    for s in range(0, rows, 1 << 18):
+        m = min(1 << 18, rows - s)
+        out[s : s + m] = norm.transform(pool[rng.integers(0, len(pool), m)] + scale * rng.standard_normal((m, pool.shape[1])))
+    out.flush()
+    del out
+    path.with_suffix(".tmp.npy").rename(path)
+    return np.load(path, mmap_mode="r")
 
 
 def _naive_radio(vectors: np.ndarray, seed_row: int, n: int, drift: float = 0.5) -> list[int]:
