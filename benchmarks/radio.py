@@ -67,6 +67,10 @@ class RadioConfig:
     smooth_seeds: int = 91
     duplicates_tracks: int = 10_000
     real_clips: int | None = None
+    """Real clips whose features shape the synthetic libraries (None: all)."""
+    clips: int | None = None
+    """Dev-music clips in the smoothness and ffmpeg-copies libraries (None: all)."""
+    fresh_processes: bool = True
 
 
 FULL = RadioConfig()
@@ -132,7 +136,7 @@ def scale_job(job: dict[str, Any]) -> dict[str, Any]:
 
     n, cache = int(job["n"]), Path(job["cache"])
     raw_real, real_segments, source = real_features(cache, job.get("real_clips"))
-    folder = cache / "radio" / f"scale-{n}"
+    folder = cache / "radio" / f"scale-{n}-real{job.get('real_clips') or 'all'}"
     marker = folder / "made.json"
     out: dict[str, Any] = {"n": n, "source": source}
     if not marker.is_file():
@@ -309,10 +313,10 @@ def _ffmpeg(source: Path, target: Path, *args: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *args, str(target)], check=True)
 
 
-def devmusic_copies(cache: Path) -> tuple[Path, list[set[str]]]:
+def devmusic_copies(cache: Path, limit: int | None = None) -> tuple[Path, list[set[str]]]:
     """Dev-music clips plus ffmpeg copies of every 9th clip; returns the music folder and the truth."""
-    music = cache / "radio" / "devmusic-copies"
-    clips = devmusic_clips()
+    clips = devmusic_clips()[:limit]
+    music = cache / "radio" / f"devmusic-copies-{len(clips)}"
     groups: list[set[str]] = []
     made = music / "made.json"
     for i, clip in enumerate(clips):
@@ -325,7 +329,7 @@ def devmusic_copies(cache: Path) -> tuple[Path, list[set[str]]]:
         stem = music / "copies" / f"{clip.parent.name}-{clip.stem}"
         group = {str(target)}
         for suffix, args in (
-            (".byte" + clip.suffix, None),
+            (".byte" + clip.suffix, None),  # an identical file under another name
             (".192k.mp3", ("-b:a", "192k")),
             (".64k.mp3", ("-b:a", "64k")),
             (".opus", ("-c:a", "libopus", "-b:a", "64k")),
@@ -443,7 +447,7 @@ def run(cache: Path, config: RadioConfig = FULL) -> Section:
         job = {"n": n, "cache": str(cache), "radios": config.radios, "naive_radios": config.naive_radios,
                "n_tracks": config.n, "real_clips": config.real_clips}  # fmt: skip
         try:
-            r = run_job(scale_job, job)
+            r = run_job(scale_job, job, fresh=config.fresh_processes)
         except Exception as exc:  # noqa: BLE001 - one size failing (memory) must not lose the others
             section.notes.append(f"{fmt_n(n)}: could not run ({type(exc).__name__}: {exc})")
             continue
@@ -469,11 +473,9 @@ def run(cache: Path, config: RadioConfig = FULL) -> Section:
          "radio (drift 1)", "seeds where radio < both"],
     )  # fmt: skip
     libraries: list[tuple[str, Any]] = []
-    clips = devmusic_clips()
+    clips = devmusic_clips()[: config.clips]
     if clips:
-        from benchmarks.common import devmusic_dir
-
-        libraries.append(("dev-music (30-s clips)", _ingest_clips(cache / "radio" / "devmusic-library", devmusic_dir())))
+        libraries.append(("dev-music (30-s clips)", _ingest_clips(cache / "radio" / f"devmusic-library-{len(clips)}", clips)))
     corpus = cache / "radio" / "devcorpus-library"
     if (corpus / "index.json").is_file():  # written when `soundalike ingest` has finished
         from soundalike.library import Library
@@ -507,8 +509,8 @@ def run(cache: Path, config: RadioConfig = FULL) -> Section:
     if clips:
         from soundalike.copies import find_duplicates
 
-        music, truth = devmusic_copies(cache)
-        library = _ingest_clips(cache / "radio" / "devmusic-copies-library", music)
+        music, truth = devmusic_copies(cache, config.clips)
+        library = _ingest_clips(cache / "radio" / f"devmusic-copies-library-{len(clips)}", music)
         index = library.index(backend="scann").index
         t0 = time.perf_counter()
         found = find_duplicates(index, library.catalog.get)
@@ -519,7 +521,10 @@ def run(cache: Path, config: RadioConfig = FULL) -> Section:
             reported, f"{precision:.3f}", f"{recall:.3f}", fmt_s(seconds),
         )  # fmt: skip
         section.raw["duplicates_devmusic"] = {"precision": precision, "recall": recall, "seconds": seconds, "tracks": index.count}
-    d = run_job(duplicates_job, {"n": config.duplicates_tracks, "cache": str(cache), "real_clips": config.real_clips})
+    d = run_job(
+        duplicates_job, {"n": config.duplicates_tracks, "cache": str(cache), "real_clips": config.real_clips},
+        fresh=config.fresh_processes,
+    )  # fmt: skip
     section.raw["duplicates_scale"] = d
     dup.add(
         f"synthetic, {fmt_n(d['n'])} tracks ({d['segments']:,} windows), {d['copies']} planted copies", d["n"],
