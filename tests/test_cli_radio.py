@@ -95,3 +95,16 @@ def test_duplicates_json_matches_the_ground_truth(copies_library):
     assert code == 0, out
     groups = [{t["path"] for t in g["tracks"]} for g in json.loads(out)["groups"]]
     assert sorted(map(sorted, groups)) == sorted(map(sorted, lib.groups))
+
+
+def test_radio_m3u8_inside_the_music_folder_is_relative_without_root(copies_library):
+    import os
+
+    lib = copies_library
+    playlist = lib.music / "playlists" / "cli.m3u8"
+    playlist.parent.mkdir(exist_ok=True)
+    code, out = run("--library", str(lib.folder), "radio", _id(lib, lib.originals[2]), "-n", "6", "--m3u", str(playlist))
+    assert code == 0, out
+    locations = [x for x in playlist.read_text(encoding="utf-8").splitlines() if x and not x.startswith("#")]
+    assert len(locations) == 6 and all(loc.startswith("../") for loc in locations)
+    assert all(os.path.isfile(playlist.parent / loc) for loc in locations)

@@ -295,6 +295,22 @@ class Library:
             rec.index, self.catalog, start, end, resolve=rec.resolve, n=n, aspect=aspect, weights=weights, spread=spread
         )
 
+    def music_root(self) -> Path | None:
+        """The deepest folder holding every analysed track (where M3U8 paths may be relative), or None."""
+        root: str | None = None
+        offset, page = 0, 10_000
+        while True:
+            tracks = self.catalog.tracks(offset=offset, limit=page)
+            for t in tracks:
+                folder = os.path.dirname(os.path.abspath(t.path))
+                try:
+                    root = folder if root is None else os.path.commonpath([root, folder])
+                except ValueError:  # different drives: no common root
+                    return None
+            if len(tracks) < page:
+                return Path(root) if root else None
+            offset += page
+
     def duplicates(self, *, index: LibraryIndex | None = None, progress: Callable[[str], None] | None = None) -> Duplicates:
         """Groups of tracks that are the same recording (see :mod:`soundalike.copies`)."""
         from soundalike.copies import find_duplicates

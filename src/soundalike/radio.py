@@ -10,8 +10,8 @@ where ``c`` is the cosine of :mod:`soundalike.recommend` (the weighted mean of t
 cosines, for the chosen aspect or per-aspect weights) and ``previous`` is the track just chosen (for
 the first track, the last seed). The best-scoring candidate that breaks no rule is played.
 
-* ``drift = 0`` keeps every track as close as possible to the seeds (a top-N of the seeds, reordered
-  by nothing); ``drift = 1`` follows the previous track only and may wander anywhere; the default
+* ``drift = 0`` keeps every track as close as possible to the seeds (the seeds' nearest tracks in
+  rank order); ``drift = 1`` follows the previous track only and may wander anywhere; the default
   0.5 moves in small steps while staying in the seeds' neighbourhood.
 * Never played: a seed, a file byte-identical to a seed (same content hash) or a copy of one (same
   recording transcoded, see :mod:`soundalike.copies`), a track already played, or a copy of one.
@@ -20,7 +20,8 @@ the first track, the last seed). The best-scoring candidate that breaks no rule 
   played is aligned with every seed and played track that shares a near-identical window with it.
 * ``spread=Spread("artist", 3)``: no two tracks of one artist within 3 consecutive places (likewise
   ``album`` and ``folder``). Tracks without that tag are never held back. When no candidate keeps
-  the rule, the best one is played anyway and marked ``relaxed``.
+  the rule among the nearest :data:`SPREAD_POOL` tracks of the seeds, the best one is played anyway
+  and marked ``relaxed``.
 
 Candidates are never all N tracks: they come from the track index (ANN) — the
 :data:`SEED_POOL` nearest neighbours of the seeds' centroid, fetched once, and the :data:`STEP_POOL`
@@ -58,6 +59,8 @@ SEED_POOL = 200
 """Neighbours of the seeds' centroid fetched once (at least ``4 × n``)."""
 STEP_POOL = 48
 """Neighbours of each previous track fetched at each step."""
+SPREAD_POOL = 4096
+"""How far the seed pool grows to find a track that keeps the spacing rule before relaxing it."""
 SPREAD_KINDS = ("artist", "album", "folder")
 
 __all__ = [
@@ -506,7 +509,7 @@ def radio(
         to_seeds = x @ centroid
         score = drift * to_prev + (1.0 - drift) * to_seeds
         picked = picker.choose(rows, score)
-        if picked is None or (picked[1] and pool_k < index.count):
+        if picked is None or (picked[1] and pool_k < min(index.count, SPREAD_POOL)):
             if pool_k >= index.count and step_k >= index.count:
                 break  # every track is played or excluded
             pool_k, step_k = min(index.count, 2 * pool_k), min(index.count, 2 * step_k)

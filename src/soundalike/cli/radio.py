@@ -52,7 +52,7 @@ def _who(track: Any) -> str:
 @click.option("--spread", nargs=2, type=(click.Choice(["artist", "album", "folder"]), click.IntRange(min=1)), default=None, metavar="KIND N", help="No two tracks of one artist, album or folder within N places.")
 @click.option("--m3u", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the playlist as M3U8.")
 @click.option("--xspf", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the playlist as XSPF.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None, help="Music root: M3U8 paths are relative when the playlist is inside it (default: the folder holding the playlist's tracks).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None, help="Music root: M3U8 paths are relative when the playlist is inside it (default: the folder holding every track of the library).")
 @json_option
 @library_option
 @click.pass_context
@@ -94,7 +94,7 @@ def radio(
             list(seeds), clip=clip, n=n or 50, drift=drift, aspect=aspect, weights=weights, spread=rule, index=index
         )
     if m3u is not None:
-        write_m3u8(playlist.tracks, m3u, root=root)
+        write_m3u8(playlist.tracks, m3u, root=root or library.music_root())
         click.echo(f"wrote {len(playlist.entries)} tracks to {m3u}", err=True)
     if xspf is not None:
         write_xspf(playlist.tracks, xspf, title=f"soundalike {playlist.kind}")
