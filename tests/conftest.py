@@ -123,9 +123,22 @@ class CopiesLibrary:
     index: LibraryIndex
 
 
-def _ffmpeg(source: Path, target: Path, *args: str) -> Path:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *args, str(target)], check=True)
-    return target
+def transcode(source: Path, target: Path, *, bitrate: str | None = None, pad_s: float = 0.0, trim_s: float = 0.0) -> Path:
+    """Decode ``source`` (PyAV) and encode it again as ``target``'s format (libsndfile's LAME or Opus,
+    PyAV's AAC), with ``pad_s`` seconds of silence added in front or the first ``trim_s`` cut."""
+    from soundalike.audio import decode
+
+    audio = decode(source)
+    y = audio.samples[int(trim_s * audio.sample_rate) :]
+    if pad_s:
+        y = np.concatenate([np.zeros(int(pad_s * audio.sample_rate), dtype=np.float32), y])
+    return synth.write_audio(target, y, sample_rate=audio.sample_rate, bitrate=bitrate)
+
+
+@pytest.fixture
+def transcoder():
+    """:func:`transcode` as a fixture, so test modules need not import conftest."""
+    return transcode
 
 
 def _tag(path: Path, **tags: str) -> None:
@@ -140,9 +153,11 @@ def _tag(path: Path, **tags: str) -> None:
 @pytest.fixture(scope="session")
 def copies_library(tmp_path_factory: pytest.TempPathFactory) -> CopiesLibrary:
     """12 FLAC originals (2 instruments × 3 grooves × 2 keys, 20 s, tagged artist = instrument, album =
-    groove, in one folder per artist) and copies: a byte copy, MP3 at 192k and 64k, Opus, 2 s of
-    silence added in front, and the 2 s of leading silence of one original trimmed; ingested and
-    indexed (exact) in the library folder, which remembers the exact backend."""
+    groove, in one folder per artist) and copies made by real encoders (see :func:`transcode`): a byte
+    copy, MP3 at 160k and 48k (the top and near the bottom of MPEG-2 layer III at 22.05 kHz), Opus
+    64k, MP3 with 2 s of silence added in front, and MP3 of an original with its 2 s of leading
+    silence trimmed; ingested and indexed (exact) in the library folder, which remembers the exact
+    backend."""
     from soundalike.library import Library
     from soundalike.settings import load_settings
 
@@ -162,14 +177,14 @@ def copies_library(tmp_path_factory: pytest.TempPathFactory) -> CopiesLibrary:
     copies = music / "copies"
     copies.mkdir()
     shutil.copy(originals[0], copies / "byte-copy.flac")
-    _ffmpeg(originals[1], copies / "one-192k.mp3", "-b:a", "192k")
-    _ffmpeg(originals[1], copies / "one-64k.mp3", "-b:a", "64k")
-    _ffmpeg(originals[2], copies / "two.opus", "-c:a", "libopus", "-b:a", "64k")
-    _ffmpeg(originals[3], copies / "three-silence-added.mp3", "-af", "adelay=2000:all=1", "-b:a", "128k")
-    _ffmpeg(originals[4], copies / "four-silence-trimmed.mp3", "-ss", "2", "-b:a", "128k")
+    transcode(originals[1], copies / "one-160k.mp3", bitrate="160k")
+    transcode(originals[1], copies / "one-48k.mp3", bitrate="48k")
+    transcode(originals[2], copies / "two.opus", bitrate="64k")
+    transcode(originals[3], copies / "three-silence-added.mp3", bitrate="128k", pad_s=2.0)
+    transcode(originals[4], copies / "four-silence-trimmed.mp3", bitrate="128k", trim_s=2.0)
     groups = [
         {str(originals[0]), str(copies / "byte-copy.flac")},
-        {str(originals[1]), str(copies / "one-192k.mp3"), str(copies / "one-64k.mp3")},
+        {str(originals[1]), str(copies / "one-160k.mp3"), str(copies / "one-48k.mp3")},
         {str(originals[2]), str(copies / "two.opus")},
         {str(originals[3]), str(copies / "three-silence-added.mp3")},
         {str(originals[4]), str(copies / "four-silence-trimmed.mp3")},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -136,10 +135,9 @@ def test_radio_plays_one_recording_once_even_when_it_is_in_the_library_twice(cop
         assert len(group & set(played)) == 1, group
 
 
-def test_radio_from_a_file_outside_the_library_never_plays_that_recording(copies_library, tmp_path):
+def test_radio_from_a_file_outside_the_library_never_plays_that_recording(copies_library, tmp_path, transcoder):
     lib = copies_library
-    outside = tmp_path / "same-as-two.m4a"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(lib.originals[2]), "-b:a", "96k", str(outside)], check=True)
+    outside = transcoder(lib.originals[2], tmp_path / "same-as-two.m4a", bitrate="96k")  # AAC through PyAV
     clip = seed_from_file(lib.index, outside)
     playlist = radio(lib.index, lib.catalog.get, [clip], n=100)
     assert not {e.track.path for e in playlist.entries} & lib.groups[2]
@@ -154,9 +152,11 @@ def test_spread_by_artist_never_puts_one_artist_twice_in_a_row(copies_library):
     seed = _seed(lib.index, lib.catalog, lib.originals[0])
     plain = radio(lib.index, lib.catalog.get, [seed], n=8)
     assert any(a.track.artist == b.track.artist for a, b in zip(plain.entries, plain.entries[1:], strict=False))
-    spaced = radio(lib.index, lib.catalog.get, [seed], n=8, spread=Spread("artist", 1))
+    # 6 tracks: after them only one artist's tracks are left, and the rule is relaxed (see below)
+    spaced = radio(lib.index, lib.catalog.get, [seed], n=6, spread=Spread("artist", 1))
     artists = [e.track.artist for e in spaced.entries]
-    assert all(a != b for a, b in zip(artists, artists[1:], strict=False)), artists
+    # untagged tracks (the re-encoded copies) are never held back; tagged ones never follow their artist
+    assert all(a is None or a != b for a, b in zip(artists, artists[1:], strict=False)), " ".join(f"{e.track.artist}:{e.relaxed}" for e in spaced.entries)
     assert not any(e.relaxed for e in spaced.entries)
 
 
