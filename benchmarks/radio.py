@@ -506,7 +506,9 @@ def run(cache: Path, config: RadioConfig = FULL) -> Section:
     dup = section.table(
         "Duplicates", ["library", "tracks", "true pairs", "reported pairs", "precision", "recall", "time"],
     )  # fmt: skip
-    if clips:
+    if clips and shutil.which("ffmpeg") is None:
+        section.notes.append("dev-music + ffmpeg copies: not measured (no `ffmpeg` command on this machine)")
+    elif clips:
         from soundalike.copies import find_duplicates
 
         music, truth = devmusic_copies(cache, config.clips)
