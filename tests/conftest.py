@@ -135,7 +135,7 @@ def transcode(source: Path, target: Path, *, bitrate: str | None = None, pad_s: 
     return synth.write_audio(target, y, sample_rate=audio.sample_rate, bitrate=bitrate)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def transcoder():
     """:func:`transcode` as a fixture, so test modules need not import conftest."""
     return transcode
