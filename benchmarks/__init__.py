@@ -1,6 +1,6 @@
 """Benchmarks: how fast soundalike is, against exact search, peers and the limits of the machine.
 
-``python -m benchmarks`` (``make bench``) measures four areas and writes
+``python -m benchmarks`` (``make bench``) measures five areas and writes
 ``benchmarks/results/latest.md`` (machine, versions, date, every figure) and prints the same tables;
 ``--quick`` (``make bench-quick``) runs small sizes in under three minutes and writes
 ``benchmarks/results/quick.md`` instead.
@@ -14,6 +14,9 @@ ingest         tracks per second for a synthetic library with 1 and 2 worker pro
 search         exact, Annoy and ScaNN at 10k, 100k and 1M vectors: build time, memory, QPS,
                latency, recall@10; and the 1M library index built the way ``bundle`` builds it
 endtoend       ``POST /api/recommend`` of a 30-second MP3 on a 10k-track library over HTTP
+radio          50-track radios at 10k, 100k and 1M tracks against a top-50 query and an index-free
+               radio; smoothness on real music; duplicates' precision, recall and time
+               (:mod:`benchmarks.radio`)
 load           8 clients, 400 requests mixing uploads and track-similarity calls on a 2,000-track
                library (only with ``--only load``, ``make bench-load``: writes ``results/load.md``)
 =============  ==============================================================================

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import mongo_stand_in
+from soundalike import audio as audio_mod
 from soundalike import synth
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.index import bundle
@@ -101,3 +103,96 @@ def start_ingest_until(args: list[str], db: Path, rows: int, *, batch_size: int 
 def ingest_until():
     """:func:`start_ingest_until` as a fixture, so test modules need not import conftest."""
     return start_ingest_until
+
+
+# -- a library with known copies (issue 14: radio and duplicates) ------------------------------
+
+
+@dataclass
+class CopiesLibrary:
+    """Tagged tracks in artist folders plus copies of some of them made by real encoders.
+
+    ``groups`` is the ground truth: each original's path with the paths of its copies; every other
+    pair of tracks is different music (some share instrument and groove: one "soundtrack").
+    """
+
+    folder: Path
+    music: Path
+    originals: list[Path]
+    groups: list[set[str]]
+    catalog: SQLiteCatalog
+    index: LibraryIndex
+
+
+def transcode(source: Path, target: Path, *, bitrate: str | None = None, pad_s: float = 0.0, trim_s: float = 0.0) -> Path:
+    """Decode ``source`` (PyAV) and encode it again as ``target``'s format (libsndfile's LAME or Opus,
+    PyAV's AAC), with ``pad_s`` seconds of silence added in front or the first ``trim_s`` cut."""
+    from soundalike.audio import decode
+
+    audio = decode(source)
+    y = audio.samples[int(trim_s * audio.sample_rate) :]
+    if pad_s:
+        y = np.concatenate([np.zeros(int(pad_s * audio.sample_rate), dtype=np.float32), y])
+    return audio_mod.encode(target, y, sample_rate=audio.sample_rate, bitrate=bitrate)
+
+
+@pytest.fixture(scope="session")
+def transcoder():
+    """:func:`transcode` as a fixture, so test modules need not import conftest."""
+    return transcode
+
+
+def _tag(path: Path, **tags: str) -> None:
+    import mutagen
+
+    meta = mutagen.File(str(path), easy=True)
+    for key, value in tags.items():
+        meta[key] = value
+    meta.save()
+
+
+@pytest.fixture(scope="session")
+def copies_library(tmp_path_factory: pytest.TempPathFactory) -> CopiesLibrary:
+    """12 FLAC originals (2 instruments × 3 grooves × 2 keys, 20 s, tagged artist = instrument, album =
+    groove, in one folder per artist) and copies made by real encoders (see :func:`transcode`): a byte
+    copy, MP3 at 160k and 48k (the top and near the bottom of MPEG-2 layer III at 22.05 kHz), Opus
+    64k, MP3 with 2 s of silence added in front, and MP3 of an original with its 2 s of leading
+    silence trimmed; ingested and indexed (exact) in the library folder, which remembers the exact
+    backend."""
+    from soundalike.library import Library
+    from soundalike.settings import load_settings
+
+    music = tmp_path_factory.mktemp("copies-music")
+    specs = synth.library_specs(instruments=("pluck", "organ"), grooves=("backbeat", "waltz", "bossa"), keys=("C", "A"), duration=SYNTH_DURATION)
+    originals: list[Path] = []
+    for i, spec in enumerate(specs):
+        folder = music / spec.instrument
+        folder.mkdir(exist_ok=True)
+        y = synth.render(spec)
+        if i == 4:  # this one starts with 2 s of silence; its copy has it trimmed
+            y = np.concatenate([np.zeros(2 * 22050, dtype=np.float32), y])
+        name = f"{spec.groove} {spec.key} é #{i} 100%.flac" if i == 5 else f"{spec.groove}-{spec.key}.flac"
+        path = audio_mod.encode(folder / name, y, sample_rate=22050)
+        _tag(path, artist=spec.instrument, album=spec.groove, title=f"{spec.groove} in {spec.key}")
+        originals.append(path)
+    copies = music / "copies"
+    copies.mkdir()
+    shutil.copy(originals[0], copies / "byte-copy.flac")
+    transcode(originals[1], copies / "one-160k.mp3", bitrate="160k")
+    transcode(originals[1], copies / "one-48k.mp3", bitrate="48k")
+    transcode(originals[2], copies / "two.opus", bitrate="64k")
+    transcode(originals[3], copies / "three-silence-added.mp3", bitrate="128k", pad_s=2.0)
+    transcode(originals[4], copies / "four-silence-trimmed.mp3", bitrate="128k", trim_s=2.0)
+    groups = [
+        {str(originals[0]), str(copies / "byte-copy.flac")},
+        {str(originals[1]), str(copies / "one-160k.mp3"), str(copies / "one-48k.mp3")},
+        {str(originals[2]), str(copies / "two.opus")},
+        {str(originals[3]), str(copies / "three-silence-added.mp3")},
+        {str(originals[4]), str(copies / "four-silence-trimmed.mp3")},
+    ]
+    folder = tmp_path_factory.mktemp("copies-library")
+    library = Library.open(load_settings({"library": folder}), create=True)
+    ingest([music], library.catalog, runner=ProcessRunner(2))
+    index = library.rebuild(backend="exact")
+    assert isinstance(library.catalog, SQLiteCatalog)
+    return CopiesLibrary(folder=folder, music=music, originals=originals, groups=groups, catalog=library.catalog, index=index)

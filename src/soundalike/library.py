@@ -34,7 +34,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from soundalike.catalog import Catalog, open_catalog
 from soundalike.errors import ConfigError
@@ -42,6 +42,10 @@ from soundalike.features import FEATURE_VERSION
 from soundalike.index import bundle
 from soundalike.index.bundle import LibraryIndex, Manifest
 from soundalike.recommend import Recommender
+
+if TYPE_CHECKING:
+    from soundalike.copies import Duplicates
+    from soundalike.radio import Playlist, Spread
 from soundalike.settings import Settings
 from soundalike.vocabulary import INDEX_BACKENDS
 
@@ -247,6 +251,71 @@ class Library:
     def recommender(self, index: LibraryIndex | None = None) -> Recommender:
         """A recommender over ``index`` (default: :meth:`index`, rebuilt if needed)."""
         return Recommender(self.catalog, index or self.index().index, max_duration=self.settings.max_duration)
+
+    # -- playlists and duplicates -----------------------------------------------------------
+
+    def radio(
+        self,
+        seeds: list[str | int],
+        *,
+        clip: str | os.PathLike[str] | None = None,
+        n: int = 50,
+        drift: float = 0.5,
+        aspect: str = "all",
+        weights: dict[str, float] | None = None,
+        spread: Spread | None = None,
+        index: LibraryIndex | None = None,
+    ) -> Playlist:
+        """A radio from catalog tracks (ids or paths) and/or an audio file ``clip`` (see :mod:`soundalike.radio`)."""
+        from soundalike import radio
+
+        rec = self.recommender(index)
+        seed = radio.seed_from_file(rec.index, clip, max_duration=self.settings.max_duration) if clip is not None else None
+        return radio.make_radio(
+            rec.index, self.catalog, seeds=seeds, clip=seed, resolve=rec.resolve,
+            n=n, drift=drift, aspect=aspect, weights=weights, spread=spread,
+        )  # fmt: skip
+
+    def path(
+        self,
+        start: str | int,
+        end: str | int,
+        *,
+        n: int = 10,
+        aspect: str = "all",
+        weights: dict[str, float] | None = None,
+        spread: Spread | None = None,
+        index: LibraryIndex | None = None,
+    ) -> Playlist:
+        """``n`` tracks moving from ``start`` to ``end`` in even steps (see :func:`soundalike.radio.path`)."""
+        from soundalike import radio
+
+        rec = self.recommender(index)
+        return radio.make_path(
+            rec.index, self.catalog, start, end, resolve=rec.resolve, n=n, aspect=aspect, weights=weights, spread=spread
+        )
+
+    def music_root(self) -> Path | None:
+        """The deepest folder holding every analysed track (where M3U8 paths may be relative), or None."""
+        root: str | None = None
+        offset, page = 0, 10_000
+        while True:
+            tracks = self.catalog.tracks(offset=offset, limit=page)
+            for t in tracks:
+                folder = os.path.dirname(os.path.abspath(t.path))
+                try:
+                    root = folder if root is None else os.path.commonpath([root, folder])
+                except ValueError:  # different drives: no common root
+                    return None
+            if len(tracks) < page:
+                return Path(root) if root else None
+            offset += page
+
+    def duplicates(self, *, index: LibraryIndex | None = None, progress: Callable[[str], None] | None = None) -> Duplicates:
+        """Groups of tracks that are the same recording (see :mod:`soundalike.copies`)."""
+        from soundalike.copies import find_duplicates
+
+        return find_duplicates(index or self.index().index, self.catalog.get, progress=progress)
 
     # -- at a glance -------------------------------------------------------------------------
 

@@ -290,10 +290,10 @@ def window_similarities(index: LibraryIndex, rows: np.ndarray) -> np.ndarray:
     for a in range(len(rows)):
         if lengths[a]:
             contain[a] = window_scores(windows[starts[a] : starts[a + 1]], windows, lengths).contain
-    return _window_similarity(np.where((contain <= -1.0) | (contain.T <= -1.0), -1.0, 0.5 * (contain + contain.T)))
+    return rescaled_window_similarity(np.where((contain <= -1.0) | (contain.T <= -1.0), -1.0, 0.5 * (contain + contain.T)))
 
 
-def _window_similarity(w: np.ndarray) -> np.ndarray:
+def rescaled_window_similarity(w: np.ndarray) -> np.ndarray:
     """Window-set similarity rescaled to the whole-track cosine's scale (see :data:`WINDOW_BASELINE`);
     NaN for a track without windows."""
     w = np.asarray(w, dtype=np.float64)
@@ -359,7 +359,7 @@ class Recommender:
             spread = own_segs[np.unique(np.linspace(0, len(own_segs) - 1, QUERY_WINDOWS).round().astype(int))]
             rows = self._with_segment_candidates(rows, spread)
             scores = self._window_scores(own_segs, rows)
-            window = dict(zip(rows, _window_similarity(scores.symmetric).tolist(), strict=True))
+            window = dict(zip(rows, rescaled_window_similarity(scores.symmetric).tolist(), strict=True))
         results = self._rank(rows, q_all, aspect, k, keep, window=window)
         least = self._least(q, q_all, aspect, k, keep)
         matches: list[SegmentMatch] = []
@@ -418,7 +418,7 @@ class Recommender:
             scores = self._window_scores(q_segs, rows)
             identified = self._identify(q_segs, analysis.segment_starts, rows, scores)
             if aspect == "all":
-                window = dict(zip(rows, _window_similarity(scores.contain).tolist(), strict=True))
+                window = dict(zip(rows, rescaled_window_similarity(scores.contain).tolist(), strict=True))
         results = self._rank(rows, q_all, aspect, k, keep, window=window, first=identified)
         least = self._least(q, q_all, aspect, k, keep)
         matches: list[SegmentMatch] = []

@@ -74,3 +74,22 @@ def test_end_to_end_answers_every_upload_over_http(bench_cache):
     assert section.raw["library"]["tracks"] == 300
     assert [e for _, e in section.raw["sequential"]] == [None, None]
     assert [e for _, e in section.raw["concurrent"]] == [None, None]
+
+
+def test_radio_times_radios_and_scores_smoothness_and_duplicates(bench_cache):
+    from benchmarks import radio
+
+    config = radio.RadioConfig(
+        sizes=(2000,), radios=2, naive_radios=1, n=20, smooth_seeds=3, duplicates_tracks=600, real_clips=12,
+        clips=10, fresh_processes=False,
+    )  # fmt: skip
+    section = radio.run(bench_cache, config)
+    _rendered(section)
+    (scale,) = section.raw["scale"]
+    assert scale["n"] == 2000 and len(scale["radio"]) == 2 and len(scale["naive"]) == 1
+    assert section.raw["duplicates_scale"]["n"] == 600
+    assert 0.0 <= section.raw["duplicates_scale"]["precision"] <= 1.0
+    assert [t.name for t in section.targets][:2] == [
+        "50-track radio on 100k tracks ≤ 1 s p50 (one core)",
+        "50-track radio on 1M tracks ≤ 3 s p50 (one core)",
+    ]

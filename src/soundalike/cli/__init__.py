@@ -6,6 +6,7 @@ exit with status 1; ``--verbose`` adds the traceback. Commands live by area, as 
 =============  ======================================================
 ``library``    ingest, index, stats, failures, check
 ``query``      query, similar
+``radio``      radio (and --path), duplicates
 ``evaluate``   tune, evaluate, sample
 ``catalog``    catalog export / import / copy
 ``serve``      serve (the web app and JSON API)
@@ -14,7 +15,7 @@ exit with status 1; ``--verbose`` adds the traceback. Commands live by area, as 
 
 from __future__ import annotations
 
-from soundalike.cli import catalog, evaluate, library, query, serve  # noqa: F401 - each registers its commands
+from soundalike.cli import catalog, evaluate, library, query, radio, serve  # noqa: F401 - each registers its commands
 from soundalike.cli._common import main
 
 __all__ = ["main"]

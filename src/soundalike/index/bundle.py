@@ -38,7 +38,7 @@ import numpy as np
 from soundalike.catalog import Catalog
 from soundalike.errors import EmptyLibraryError, IndexMismatchError
 from soundalike.features import FEATURE_VERSION, segment_layout, track_layout
-from soundalike.features.normalise import Normaliser, reference
+from soundalike.features.normalise import PRIOR_TRACKS, Normaliser, Reference, reference
 from soundalike.index import VectorIndex, build_index, load_index
 from soundalike.vocabulary import INDEX_BACKENDS
 
@@ -279,7 +279,7 @@ def build(
                 seg_starts.append(s.starts)
                 counts[r] = len(s.starts)
         seg_matrix = np.concatenate(seg_raw) if seg_raw else np.zeros((0, sl.dim), dtype=np.float32)
-        segment_norm = Normaliser.fit([seg_matrix], sl, {}, prior=reference("segment"))
+        segment_norm = Normaliser.fit([seg_matrix], sl, {}, prior=_per_track(reference("segment"), len(seg_matrix), len(ids)))
         seg_vectors = segment_norm.transform(seg_matrix) if len(seg_matrix) else seg_matrix
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         np.save(directory / "ids.npy", ids)
@@ -326,6 +326,14 @@ def build(
         raise
     _publish(library, directory)
     return load(library, catalog=None)
+
+
+def _per_track(prior: Reference | None, rows: int, tracks: int) -> Reference | None:
+    """The segment prior worth ``PRIOR_TRACKS`` of *this* library's tracks (its own windows per
+    track), so that a library of short tracks is not outweighed by the reference's long ones."""
+    if prior is None or rows == 0 or tracks == 0:
+        return prior
+    return dataclasses.replace(prior, pseudo_count=PRIOR_TRACKS * rows / tracks)
 
 
 def _json_default(value: object) -> object:

@@ -161,11 +161,12 @@ def create_app(
         analysed_s=float(app.config["SOUNDALIKE_UPLOAD_ANALYSED_S"]),
     )
 
-    from soundalike.web import api, auth, pages
+    from soundalike.web import api, auth, pages, radio
 
     auth.init_app(app, config.get("SOUNDALIKE_PASSWORD_HASH"), config.get("SOUNDALIKE_FAILED_LOGINS"))
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
+    app.register_blueprint(radio.bp, url_prefix="/api")
     _register_errors(app)
 
     @app.after_request

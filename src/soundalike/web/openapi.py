@@ -355,6 +355,122 @@ def _secured(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+# -- radio (issue 14): GET /api/radio from catalog seeds, POST with an uploaded clip -------------
+
+_RADIO_FIELDS: dict[str, Any] = {
+    "n": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50, "description": "Tracks in the playlist."},
+    "drift": {
+        "type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
+        "description": "Each next track scores drift × similarity to the previous track + (1 − drift) × mean "
+        "similarity to the seeds: 0 stays by the seeds, 1 follows the previous track wherever it leads.",
+    },
+    "aspect": {"type": "string", "enum": ASPECT_ENUM, "default": "all"},
+    "weights": {
+        "type": "string", "pattern": "^[a-z]+:[0-9.eE+-]+(,[a-z]+:[0-9.eE+-]+)*$", "example": "timbre:2,rhythm:1",
+        "description": f"Per-aspect weights ASPECT:W,… (aspects: {', '.join(FAMILIES)}); missing aspects weigh 0.",
+    },
+    "spread": {
+        "type": "string", "pattern": "^(artist|album|folder):[0-9]+$", "example": "artist:3",
+        "description": "KIND:N — no two tracks of one artist, album or folder within N places (relaxed, and marked, "
+        "only when no other track is left).",
+    },
+}  # fmt: skip
+_SCHEMAS["PlaylistEntry"] = {
+    "type": "object",
+    "required": ["position", "track_id", "path", "title", "artist", "album", "duration", "to_previous", "to_seeds", "distance", "relaxed"],
+    "properties": {
+        "position": {"type": "integer", "minimum": 1},
+        "track_id": {"type": "integer"},
+        "path": {"type": "string"},
+        "title": {"type": ["string", "null"]},
+        "artist": {"type": ["string", "null"]},
+        "album": {"type": ["string", "null"]},
+        "duration": {"type": ["number", "null"], "description": "Seconds."},
+        "to_previous": {"type": "number", "minimum": 0, "maximum": 1, "description": "Similarity to the track before (the last seed for the first)."},
+        "to_seeds": {"type": "number", "minimum": 0, "maximum": 1, "description": "Mean similarity to the seeds."},
+        "distance": {"type": "number", "minimum": 0, "maximum": 2, "description": "sqrt(2 - 2c) to the track before, all aspects."},
+        "relaxed": {"type": "boolean", "description": "The spacing rule could not be kept at this place."},
+    },
+    "additionalProperties": False,
+}
+_SCHEMAS["Playlist"] = {
+    "type": "object",
+    "description": "Exactly what `soundalike radio --json` prints. Never a seed, a byte-identical or transcoded copy "
+    "of a seed, or a track twice.",
+    "required": ["type", "seeds", "options", "tracks"],
+    "properties": {
+        "type": {"type": "string", "enum": ["radio", "path"]},
+        "seeds": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "path"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["track", "file"]},
+                    "track_id": {"type": "integer"},
+                    "path": {"type": "string"},
+                    "title": {"type": ["string", "null"]},
+                    "artist": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "options": {"type": "object"},
+        "tracks": {"type": "array", "items": _ref("PlaylistEntry")},
+    },
+    "additionalProperties": False,
+}
+_RADIO_ERRORS = {
+    "400": _error("Bad `n`, `drift`, `aspect`, `weights`, `spread` or `seed`, or no seed"),
+    "404": _error("A seed is not in the catalog, or failed analysis"),
+    "503": _error("The library has no tracks yet"),
+}
+_PATHS["/api/radio"] = {
+    "get": {
+        "operationId": "radio",
+        "summary": "An ordered playlist after one or more catalog tracks",
+        "parameters": [
+            {
+                "name": "seed", "in": "query", "required": True, "style": "form", "explode": True,
+                "description": "A seed's track id; repeat for several (at most 20).",
+                "schema": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 20},
+            },
+            *({"name": name, "in": "query", "schema": schema} for name, schema in _RADIO_FIELDS.items()),
+        ],
+        "responses": {"200": _json("The playlist", "Playlist"), **_RADIO_ERRORS},
+    },
+    "post": {
+        "operationId": "radioFromUpload",
+        "summary": "An ordered playlist after an uploaded audio file (and any catalog seeds)",
+        "description": "The file is analysed in memory and discarded, like `/api/recommend`; catalog copies of it "
+        "(the same recording) are never played.",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "seed": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 20},
+                            **_RADIO_FIELDS,
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": _json("The playlist", "Playlist"),
+            **_RADIO_ERRORS,
+            "400": _error("No file, or a bad field"),
+            "413": _error("The upload is larger than the configured limit"),
+            "415": _error("Not an audio file"),
+            "422": _error("An audio file that cannot be analysed"),
+        },
+    },
+}  # fmt: skip
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document (a fresh copy)."""
     return {

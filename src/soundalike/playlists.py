@@ -1,0 +1,118 @@
+"""Playlist files any player reads: M3U8 (extended M3U, UTF-8) and XSPF.
+
+Paths in an M3U8 are relative to the playlist's folder when the playlist sits inside the library's
+music root (the folder holding every track, or the root given), so the folder can move as a whole;
+otherwise they are absolute. XSPF locations are always absolute ``file://`` URIs, percent-encoded
+(RFC 8089), as the XSPF specification asks.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+from soundalike.catalog import Track
+
+__all__ = ["common_root", "entry_location", "m3u8_text", "write_m3u8", "write_xspf", "xspf_text"]
+
+XSPF_NS = "http://xspf.org/ns/0/"
+
+
+def common_root(tracks: Sequence[Track]) -> Path | None:
+    """The deepest folder holding every track (None for no tracks or different drives)."""
+    folders = [os.path.dirname(os.path.abspath(t.path)) for t in tracks]
+    if not folders:
+        return None
+    try:
+        return Path(os.path.commonpath(folders))
+    except ValueError:
+        return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def entry_location(track: Track, playlist: Path, root: Path | None) -> str:
+    """How an M3U8 names ``track``: relative to the playlist's folder when it lies inside ``root``."""
+    target = Path(os.path.abspath(track.path))
+    folder = Path(os.path.abspath(playlist)).parent
+    if root is not None and _inside(folder, Path(os.path.abspath(root))):
+        return Path(os.path.relpath(target, folder)).as_posix()
+    return str(target)
+
+
+def _who(track: Track) -> str:
+    """``artist – title``, or what there is of it, else the file name without extension."""
+    if track.artist and track.title:
+        return f"{track.artist} – {track.title}"
+    if track.title:
+        return track.title
+    name = os.path.splitext(os.path.basename(track.display_path))[0]
+    return f"{track.artist} – {name}" if track.artist else name
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+
+
+def m3u8_text(tracks: Sequence[Track], playlist: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> str:
+    """The text of an extended M3U playlist (``#EXTM3U``, one ``#EXTINF:seconds,artist – title`` per track).
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+    playlist : path-like
+        Where the playlist will be written (paths are made relative to its folder).
+    root : path-like, optional
+        The library's music root; default: the deepest folder holding every track.
+    """
+    base = Path(root) if root is not None else common_root(tracks)
+    lines = ["#EXTM3U"]
+    for t in tracks:
+        seconds = -1 if t.duration is None else round(t.duration)
+        lines.append(f"#EXTINF:{seconds},{_one_line(_who(t))}")
+        lines.append(_one_line(entry_location(t, Path(playlist), base)))
+    return "\n".join(lines) + "\n"
+
+
+def write_m3u8(tracks: Sequence[Track], playlist: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> Path:
+    """Write :func:`m3u8_text` to ``playlist`` (UTF-8); returns the path written."""
+    out = Path(playlist)
+    text = m3u8_text(tracks, out, root=root)
+    out.write_text(text, encoding="utf-8", errors="surrogateescape")
+    return out
+
+
+def xspf_text(tracks: Sequence[Track], *, title: str = "soundalike radio") -> str:
+    """An XSPF 1 document: one ``<track>`` per track with ``location``, ``title``, ``creator``, ``album``, ``duration`` (ms)."""
+    ET.register_namespace("", XSPF_NS)
+    root = ET.Element(f"{{{XSPF_NS}}}playlist", {"version": "1"})
+    ET.SubElement(root, f"{{{XSPF_NS}}}title").text = title
+    track_list = ET.SubElement(root, f"{{{XSPF_NS}}}trackList")
+    for t in tracks:
+        item = ET.SubElement(track_list, f"{{{XSPF_NS}}}track")
+        # as_uri percent-encodes the path's bytes, so undecodable names still resolve to the file
+        ET.SubElement(item, f"{{{XSPF_NS}}}location").text = Path(os.path.abspath(t.path)).as_uri()
+        ET.SubElement(item, f"{{{XSPF_NS}}}title").text = t.title or os.path.splitext(os.path.basename(t.display_path))[0]
+        if t.artist:
+            ET.SubElement(item, f"{{{XSPF_NS}}}creator").text = t.artist
+        if t.album:
+            ET.SubElement(item, f"{{{XSPF_NS}}}album").text = t.album
+        if t.duration is not None:
+            ET.SubElement(item, f"{{{XSPF_NS}}}duration").text = str(round(t.duration * 1000))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_xspf(tracks: Sequence[Track], playlist: str | os.PathLike[str], *, title: str = "soundalike radio") -> Path:
+    """Write :func:`xspf_text` to ``playlist`` (UTF-8); returns the path written."""
+    out = Path(playlist)
+    out.write_text(xspf_text(tracks, title=title), encoding="utf-8")
+    return out
