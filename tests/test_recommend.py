@@ -106,7 +106,7 @@ def test_json_has_exactly_the_documented_shape(synth_library, recommender):
     for item in result["results"] + result["least_similar"]:
         assert set(item) == keys
         assert 0.0 <= item["similarity"] <= 1.0
-        assert set(item["aspects"]) == {"timbre", "spectral", "rhythm", "harmony", "loudness"}
+        assert set(item["aspects"]) == {"timbre", "spectral", "rhythm", "harmony", "loudness", "style"}
     assert [r["rank"] for r in result["results"]] == [1, 2, 3]
 
 

@@ -6,12 +6,16 @@ import pytest
 
 from soundalike.errors import ConfigError
 from soundalike.settings import Settings, load_settings
+from soundalike.vocabulary import DEFAULT_WEIGHTS
 
 
 def test_defaults_apply_without_any_source(tmp_path):
     s = load_settings({"library": tmp_path}, environ={})
     assert (s.index, s.k, s.max_duration) == ("scann", 10, 1800.0)
-    assert s.family_weights == {"timbre": 1.0, "spectral": 1.0, "rhythm": 1.0, "harmony": 1.0, "loudness": 1.0}
+    assert s.family_weights == {
+        "timbre": 1.0, "spectral": 1.0, "rhythm": 1.0, "harmony": 1.0, "loudness": 1.0, "style": DEFAULT_WEIGHTS["style"],
+    }  # fmt: skip
+    assert load_settings({"library": tmp_path, "style": "false"}, environ={}).family_weights["style"] == 0.0
 
 
 def test_layers_override_in_order(tmp_path):

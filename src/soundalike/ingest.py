@@ -52,6 +52,8 @@ class AnalysisOptions:
 
     max_duration: float = 1800.0
     min_duration: float = 1.0
+    style: bool = True
+    """Compute the learned style family (``--no-style``: the fastest analysis, zeros in its place)."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def analyse_file(candidate: Candidate, options: AnalysisOptions, data: bytes | N
         return failed("unreadable", f"cannot read: {exc.strerror or exc}")
     try:
         audio = decode(source, max_duration=options.max_duration, min_duration=options.min_duration, name=path)
-        analysis = extract(audio.samples, sample_rate=audio.sample_rate)
+        analysis = extract(audio.samples, sample_rate=audio.sample_rate, style=options.style)
     except AudioError as exc:
         return failed(exc.reason, exc.detail, digest)
     except MemoryError:

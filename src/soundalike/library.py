@@ -28,6 +28,7 @@ the backend, the weights or those parameters, and the caller is told why.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -188,6 +189,25 @@ class Library:
         """Whether the settings (file or environment) name another backend than ``backend``."""
         return "index" in self.settings.given and self.settings.index != backend
 
+    @property
+    def style(self) -> bool:
+        """Whether tracks are analysed with the learned style family and it weighs in the index:
+        the settings' ``style`` when a file or the environment sets it, else the last ``ingest
+        [--no-style]`` choice, else on."""
+        if "style" in self.settings.given:
+            return self.settings.style
+        chosen = _read_json(self.folder / CHOICES_FILE).get("style")
+        return chosen if isinstance(chosen, bool) else True
+
+    def choose_style(self, on: bool) -> None:
+        """Remember ``ingest --no-style`` (or its undoing) for the commands that follow."""
+        _write_json(self.folder / CHOICES_FILE, {**_read_json(self.folder / CHOICES_FILE), "style": on})
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Family weights of the ``all`` similarity (the learned family's is 0 when style is off)."""
+        return dataclasses.replace(self.settings, style=self.style).family_weights
+
     def _chosen_backend(self) -> str | None:
         chosen = _read_json(self.folder / CHOICES_FILE).get("backend")
         return chosen if chosen in INDEX_BACKENDS else None
@@ -242,7 +262,7 @@ class Library:
         if backend is not None and remember:
             self.choose_backend(backend)
         backend = backend or self.backend
-        return {"backend": backend, "params": self.tuned_params(backend), "weights": self.settings.family_weights}
+        return {"backend": backend, "params": self.tuned_params(backend), "weights": self.weights}
 
     def load_published(self) -> LibraryIndex:
         """The published index as it is (another process may have just published it)."""

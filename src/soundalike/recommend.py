@@ -31,6 +31,7 @@ from soundalike.catalog import OK, Catalog, Track
 from soundalike.errors import TrackNotFoundError
 from soundalike.features import ASPECTS, HOP_S, QUERY_HOP_S, WINDOW_S, extract
 from soundalike.index.bundle import LibraryIndex
+from soundalike.vocabulary import LEARNED_FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +402,8 @@ class Recommender:
 
         _check(k, aspect)
         audio = decode(source, max_duration=self.max_duration, name=name, truncate_to=truncate_to)
-        analysis = extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S)
+        style = any(self.index.track_norm.weights.get(f, 0.0) > 0 for f in LEARNED_FAMILIES)
+        analysis = extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S, style=style)
         norm = self.index.track_norm
         q_all = norm.transform(analysis.vector)
         q = q_all if aspect == "all" else norm.transform(analysis.vector, aspect)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from soundalike.errors import ConfigError
-from soundalike.vocabulary import FAMILIES, INDEX_BACKENDS
+from soundalike.vocabulary import DEFAULT_WEIGHTS, FAMILIES, INDEX_BACKENDS, LEARNED_FAMILIES
 
 
 def _default_workers() -> int:
@@ -42,7 +42,9 @@ class Settings:
     batch_size: int = 32
     max_duration: float = 1800.0
     min_duration: float = 1.0
-    weights: Mapping[str, float] = field(default_factory=lambda: {f: 1.0 for f in FAMILIES})
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    style: bool = True
+    """Analyse the learned style family (musicnn). False: the fastest analysis, and style gets no weight."""
     k: int = 10
     max_upload_mb: float = 50.0
     upload_analysed_s: float = 600.0
@@ -80,7 +82,11 @@ class Settings:
 
     @property
     def family_weights(self) -> dict[str, float]:
-        return {f: float(self.weights.get(f, 1.0)) for f in FAMILIES}
+        """Weight of each family (learned families 0 when ``style`` is off)."""
+        return {
+            f: 0.0 if (f in LEARNED_FAMILIES and not self.style) else float(self.weights.get(f, DEFAULT_WEIGHTS[f]))
+            for f in FAMILIES
+        }
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "given"}
@@ -95,6 +101,13 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if name in {"max_duration", "min_duration", "max_upload_mb", "upload_analysed_s"}:
             return float(value)
+        if name == "style":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError("expected true or false")
+            return text in {"1", "true", "yes", "on"}
         if name == "weights":
             if isinstance(value, str):
                 pairs = (p.split("=", 1) for p in value.split(",") if p.strip())

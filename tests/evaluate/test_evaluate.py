@@ -90,7 +90,7 @@ def test_metrics_json_follows_the_schema(evaluated) -> None:
     assert set(m["silhouette"]) == {"score", "k", "chosen_by", "by_k", "label_silhouette", "adjusted_rand"}
     r = m["retrieval"]
     assert set(r) == {"k", "queries", "singletons", "chance_precision", "chance_by_label", "aspects"}
-    assert list(r["aspects"]) == ["all", "timbre", "spectral", "rhythm", "harmony", "loudness"]
+    assert list(r["aspects"]) == ["all", "timbre", "spectral", "rhythm", "harmony", "loudness", "style"]
     for aspect in r["aspects"].values():
         assert set(aspect) == {"precision_at_k", "map", "by_label"}
         assert set(aspect["by_label"]) == {"organ", "pad", "pluck", "square"}

@@ -34,7 +34,7 @@ def test_task_queue_depth_warnings_are_logged_at_most_once_a_minute(app, caplog)
     server = create_server(app, host="127.0.0.1", port=0, threads=1)  # installs the filter
     server.close()
     clock = Clock(1e9)
-    _queue_filter().clock = clock  # type: ignore[attr-defined]
+    _queue_filter().use_clock(clock)  # type: ignore[attr-defined]  # earlier servers' warnings are forgotten
     dispatcher = ThreadedTaskDispatcher()  # no threads: every task added waits in the queue and warns
     with caplog.at_level(logging.WARNING, logger="waitress.queue"):
         for _ in range(300):

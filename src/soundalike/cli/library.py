@@ -36,6 +36,7 @@ from soundalike.vocabulary import INDEX_BACKENDS
 @click.option("--retry-failed", is_flag=True, help="Analyse again files that failed before.")
 @click.option("--index", "index_backend", type=click.Choice(INDEX_BACKENDS), default=None, help="Index backend, remembered for later commands (default: the last chosen, else scann).")
 @click.option("--no-index", is_flag=True, help="Do not build the index afterwards.")
+@click.option("--no-style", is_flag=True, help="Skip the learned style aspect: the fastest analysis (remembered for this library).")
 @quiet_option
 @click.option("--dask", "dask_address", metavar="ADDRESS", default=None, help="Analyse on a Dask cluster: tcp://SCHEDULER:8786, or local[:N] to start N local worker processes.")
 @click.option("--ship-bytes", is_flag=True, help="With --dask: send each file's bytes to the workers (they need not see the files).")
@@ -50,6 +51,7 @@ def ingest(
     retry_failed: bool,
     index_backend: str | None,
     no_index: bool,
+    no_style: bool,
     quiet: bool,
     dask_address: str | None,
     ship_bytes: bool,
@@ -65,8 +67,21 @@ def ingest(
         ingest_mod.require_paths(paths)
     library = open_library(ctx, create=True, workers=workers, catalog=catalog_uri)
     settings = library.settings
+    if no_style:
+        library.choose_style(False)
     runner = ingest_mod.ProcessRunner(settings.workers) if settings.workers > 1 else ingest_mod.SerialRunner()
-    options = ingest_mod.AnalysisOptions(max_duration=settings.max_duration, min_duration=settings.min_duration)
+    options = ingest_mod.AnalysisOptions(
+        max_duration=settings.max_duration, min_duration=settings.min_duration, style=library.style
+    )
+    stale = library.stats().stale
+    if stale and not quiet:
+        from soundalike.features import FEATURE_VERSION
+
+        click.echo(
+            f"{stale} tracks were analysed by an older feature version: they are analysed again "
+            f"(feature version {FEATURE_VERSION} adds the learned style aspect)",
+            err=True,
+        )
     with _dask_runner(ctx, settings, dask_address, ship_bytes) as dask_runner, progress_bar("analysing", quiet) as progress:
         summary = ingest_mod.ingest(
             all_paths,

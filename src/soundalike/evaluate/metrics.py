@@ -311,7 +311,12 @@ def clip_robustness(
                 report("excerpts", done, len(tracks))
                 continue
             started = time.perf_counter()
-            result = recommender.similar_to_file(clip, k=TOP_N, name=f"excerpt of {track.display_path}")
+            try:
+                result = recommender.similar_to_file(clip, k=TOP_N, name=f"excerpt of {track.display_path}")
+            except SoundalikeError as exc:  # an excerpt of a quiet passage can be silent: skipped, said why
+                skipped.append(ClipSkip(path=track.display_path, reason=str(exc)))
+                report("excerpts", done, len(tracks))
+                continue
             query_seconds.append(time.perf_counter() - started)
             rank = next(
                 (r.rank for r in result.results if r.track.id == track.id or r.track.content_hash == track.content_hash),

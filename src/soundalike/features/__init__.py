@@ -35,9 +35,9 @@ from soundalike.features.segments import (
 )
 from soundalike.features.spectral import spectral
 from soundalike.features.timbre import timbre
-from soundalike.vocabulary import ASPECTS, FAMILIES, SEGMENT_FAMILIES
+from soundalike.vocabulary import ASPECTS, FAMILIES, LEARNED_FAMILIES, SEGMENT_FAMILIES
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 """Bumped whenever a change makes stored vectors incomparable with new ones."""
 
 EXTRACTORS: dict[str, Callable[[Frames], tuple[np.ndarray, list[str]]]] = {
@@ -47,7 +47,7 @@ EXTRACTORS: dict[str, Callable[[Frames], tuple[np.ndarray, list[str]]]] = {
     "harmony": harmony,
     "loudness": loudness,
 }
-assert tuple(EXTRACTORS) == FAMILIES, "soundalike.vocabulary.FAMILIES names the families in vector order"
+assert (*EXTRACTORS, *LEARNED_FAMILIES) == FAMILIES, "soundalike.vocabulary.FAMILIES names the families in vector order"
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class Analysis:
 
 
 def extract(
-    y: np.ndarray, *, sample_rate: int, segment_hop_s: float = HOP_S
+    y: np.ndarray, *, sample_rate: int, segment_hop_s: float = HOP_S, style: bool = True
 ) -> Analysis:
     """Analyse one mono signal.
 
@@ -112,13 +112,17 @@ def extract(
     sample_rate : int
     segment_hop_s : float
         Step between segment windows (catalog tracks use ``HOP_S``, queries ``QUERY_HOP_S``).
+    style : bool
+        Compute the learned ``style`` family (:mod:`soundalike.features.style`); without it that
+        block is zeros, and a library analysed so gives it no weight.
 
     Returns
     -------
     Analysis
     """
     frames = compute_frames(y, sample_rate=sample_rate)
-    parts = [EXTRACTORS[f](frames)[0] for f in FAMILIES]
+    parts = [fn(frames)[0] for fn in EXTRACTORS.values()]
+    parts.append(_style(y, sample_rate) if style else np.zeros(_style_dim(), dtype=np.float32))
     vector = np.concatenate(parts).astype(np.float32)
     segments, starts = segment_vectors(frames, window_s=WINDOW_S, hop_s=segment_hop_s)
     return Analysis(
@@ -136,7 +140,27 @@ def track_layout() -> Layout:
 
     probe = np.random.default_rng(0).standard_normal(SAMPLE_RATE * 3).astype(np.float32) * 0.1
     frames = compute_frames(probe, sample_rate=SAMPLE_RATE)
-    return Layout.from_names({f: fn(frames)[1] for f, fn in EXTRACTORS.items()})
+    names = {f: fn(frames)[1] for f, fn in EXTRACTORS.items()}
+    names["style"] = [f"style_{i:03d}" for i in range(_style_dim())]
+    return Layout.from_names(names)
+
+
+STYLE_PATCHES = 5
+"""3-s patches the style embedding averages, evenly spread over the track: as good as 10 on both
+development sets (P@10 0.567 and 0.443 against 0.569 and 0.433) at half the cost (262× against 199×
+real time for the whole analysis of a 3-minute track on one core)."""
+
+
+def _style(y: np.ndarray, sample_rate: int) -> np.ndarray:
+    from soundalike.features import style  # onnxruntime loads on first use, in each worker
+
+    return style.style_embedding(y, sample_rate=sample_rate, n_patches=STYLE_PATCHES).astype(np.float32)
+
+
+def _style_dim() -> int:
+    from soundalike.features.style import EMBEDDING_DIM
+
+    return EMBEDDING_DIM
 
 
 @lru_cache(maxsize=1)

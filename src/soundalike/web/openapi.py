@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from soundalike import __version__
-from soundalike.vocabulary import ASPECTS, FAMILIES
+from soundalike.vocabulary import ASPECTS, FAMILIES, LEARNED_FAMILIES
 from soundalike.web.common import MAX_PAGE
 
 ASPECT_ENUM = list(ASPECTS)
@@ -59,8 +59,8 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Aspects": {
         "type": "object",
-        "description": "Closeness per feature family, (1 + cosine) / 2, in [0, 1].",
-        "required": list(FAMILIES),
+        "description": "Closeness per feature family, (1 + cosine) / 2, in [0, 1]; `style` is absent when the library was analysed with --no-style.",
+        "required": [f for f in FAMILIES if f not in LEARNED_FAMILIES],
         "properties": {f: {"type": "number", "minimum": 0, "maximum": 1} for f in FAMILIES},
         "additionalProperties": False,
     },

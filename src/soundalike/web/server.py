@@ -342,6 +342,11 @@ class _OncePerInterval(logging.Filter):
         self._dropped = 0
         self._lock = threading.Lock()
 
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Measure intervals with ``clock`` from now on, forgetting what was counted before."""
+        with self._lock:
+            self.clock, self._next, self._dropped = clock, 0.0, 0
+
     def filter(self, record: logging.LogRecord) -> bool:
         with self._lock:
             now = self.clock()
