@@ -50,6 +50,12 @@ def evaluated(synth_library, library_copy: Path, tmp_path_factory: pytest.TempPa
     return report, json.loads((report / "metrics.json").read_text()), result.output
 
 
+def test_the_summary_says_how_the_aspects_are_fused(evaluated) -> None:
+    _, _, out = evaluated
+    fusion = next(line for line in out.splitlines() if "fusion:" in line)
+    assert "all = 0.8 × families [" in fusion and "style 3.33 (40%)" in fusion and "+ 0.2 × windows" in fusion
+
+
 def test_precision_at_10_is_well_above_chance(evaluated) -> None:
     _, m, out = evaluated
     r = m["retrieval"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -126,6 +127,7 @@ def evaluate(
         click.echo(json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
         return
     click.echo(ev.format_summary(evaluation))
+    click.echo("  " + _fusion(index))
     click.echo(f"report: {folder / 'report.md'} ({len(written)} files)")
 
 
@@ -151,3 +153,13 @@ def sample(fma_metadata: Path, audio_dir: Path, by: str, n: int, out: Path, seed
         click.echo(f"{label:<{width}}  {whole:>7}  {whole / total:>6.1%}  {drawn.quota[label]:>8.2f}  {counts[label]:>6}")
     missing = f" ({drawn.missing_audio} labelled tracks have no audio file)" if drawn.missing_audio else ""
     click.echo(f"wrote {len(drawn.paths)} of {total} paths to {out}{missing}; ingest them with: soundalike ingest --from-list {out}")
+
+
+def _fusion(index: Any) -> str:
+    """How the aspects combine into `all` for this library (weights and the windows' share)."""
+    from soundalike.recommend import WINDOW_WEIGHT
+
+    weights = {f: w for f, w in index.track_norm.weights.items() if w > 0}
+    total = sum(weights.values())
+    shares = ", ".join(f"{f} {w:.3g} ({w / total:.0%})" for f, w in weights.items())
+    return f"fusion: all = {1 - WINDOW_WEIGHT:g} × families [{shares}] + {WINDOW_WEIGHT:g} × windows"
