@@ -21,6 +21,7 @@ from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.catalog.transfer import compare, export_catalog, import_catalog, records
 from soundalike.cli import main
 from soundalike.errors import CatalogError
+from soundalike.features import FEATURE_VERSION
 
 NON_UTF8 = os.fsdecode(b"/elsewhere/caf\xe9 \xff.flac")
 
@@ -34,7 +35,7 @@ def source(synth_library, tmp_path) -> SQLiteCatalog:
         src.backup(dst)
     catalog = SQLiteCatalog(path)
     first = catalog.tracks(limit=1)[0]
-    reused = catalog.find_analysis(first.content_hash, 1)
+    reused = catalog.find_analysis(first.content_hash, FEATURE_VERSION)
     assert reused is not None
     catalog.write(
         [
@@ -83,7 +84,7 @@ def test_sqlite_to_mongodb_to_sqlite_keeps_every_record_and_vector(source, tmp_p
         assert other.get_by_path(NON_UTF8) is not None
         assert other.get_meta("tuned") == source.get_meta("tuned")
         assert other.revision() >= source.revision()
-        assert other.stats(1) == dataclasses.replace(source.stats(1), revision=other.revision())
+        assert other.stats(FEATURE_VERSION) == dataclasses.replace(source.stats(FEATURE_VERSION), revision=other.revision())
 
 
 def test_copy_moves_a_catalog_in_one_command(source, tmp_path):

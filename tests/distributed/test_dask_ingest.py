@@ -13,6 +13,7 @@ import soundfile as sf
 from soundalike.catalog import FAILED, OK
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.distributed import ClusterError, DaskRunner, parse_address
+from soundalike.features import FEATURE_VERSION
 from soundalike.ingest import SerialRunner, ingest
 
 from .conftest import copy_tracks
@@ -31,8 +32,8 @@ def assert_same_catalog(a, b):
     va = a.vectors([ta[p].id for p in ok])
     vb = b.vectors([tb[p].id for p in ok])
     np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-6)
-    sa = {s.track_id: s for batch in a.iter_segments(1) for s in batch}
-    sb = {s.track_id: s for batch in b.iter_segments(1) for s in batch}
+    sa = {s.track_id: s for batch in a.iter_segments(FEATURE_VERSION) for s in batch}
+    sb = {s.track_id: s for batch in b.iter_segments(FEATURE_VERSION) for s in batch}
     for p in ok:
         np.testing.assert_allclose(sa[ta[p].id].vectors, sb[tb[p].id].vectors, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(sa[ta[p].id].starts, sb[tb[p].id].starts)
