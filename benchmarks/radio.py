@@ -501,6 +501,8 @@ def run(cache: Path, config: RadioConfig = FULL) -> Section:
             )
         )
     section.raw["smoothness"] = smooth_raw
+    if not libraries:  # no real music beside the checkout: say so instead of an empty table
+        smooth.add("(no dev-music beside this checkout: not measured)", "–", "–", "–", "–", "–", "–", "–", "–")
 
     # 3. duplicates
     dup = section.table(
