@@ -11,7 +11,7 @@ DEMO ?= demo
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[web,dask,mongo,eval,dev]'
+	$(PY) -m pip install --quiet -e '.[web,dask,mongo,eval,scale,dev]'
 	touch $(STAMP)
 
 ## demo: synthesise a small library, ingest it, and print recommendations

@@ -26,7 +26,7 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "loudness": "level, spread, loudness range, crest, share of quiet passages",
 }
 
-INDEX_BACKENDS: tuple[str, ...] = ("scann", "annoy", "exact")
+INDEX_BACKENDS: tuple[str, ...] = ("scann", "annoy", "exact", "faiss")
 """Index backends, the default first."""
 
 TUNABLE_BACKENDS: tuple[str, ...] = ("scann", "annoy")

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 DIM = 390
 ASPECT = slice(126, 252)  # one 126-dimensional family block
-APPROXIMATE = ("scann", "annoy")
+APPROXIMATE = ("scann", "annoy", "faiss")
 KINDS = ("full", "aspect", "negated")
 RECALL_TARGET = 0.95
 SCORE_TOLERANCE = 1e-4

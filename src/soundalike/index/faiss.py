@@ -1,0 +1,225 @@
+"""faiss backend: inverted lists that are memory-mapped when loaded, for the largest matrices.
+
+faiss (Johnson, Douze and Jégou, 2017) is used here for what ScaNN cannot do within a memory budget:
+
+* it **builds in chunks**: the coarse quantiser and codebooks are trained on a sample, then rows are
+  added 65,536 at a time from the stored (memory-mapped, possibly int8) matrix, so a build never
+  holds a float32 copy of every vector (ScaNN needs one: 25 GB for 71 million segments);
+* it **loads memory-mapped** (``IO_FLAG_MMAP``): the codes stay in the page cache, shared by every
+  process that serves the library, and a load takes milliseconds whatever the size.
+
+Candidates are re-scored exactly against the caller's stored matrix, as in every backend, so the
+scores are the same dot products the exact index gives.
+
+Algorithms
+----------
+``flat``
+    Exhaustive inner product (below 2,000 rows).
+``ivf_sq8`` (default from 2,000 rows)
+    k-means coarse quantiser with ``nlist`` lists; each row stored as 8-bit scalar-quantised codes
+    (one byte per dimension); ``nprobe`` lists are scanned per query.
+``ivf_pq``
+    The same lists with product-quantised codes of ``pq_dims`` dimensions per byte (the matrix is
+    padded with zero columns to a multiple of ``pq_dims``; dot products are unchanged).
+``hnsw``
+    A graph (``hnsw_m`` links per node) over 8-bit scalar-quantised rows; ``ef_search`` is its
+    query-time knob. It is loaded into memory (faiss cannot memory-map a graph).
+
+Parameters and the rule that derives them
+-----------------------------------------
+``nlist = max(1, min(round(sqrt(n)), n // 100))`` and
+``nprobe = ceil(f * nlist)`` with ``f = clip(0.25 * (2,000 / n) ** 0.25, 0.04, 0.25)``, at least 2:
+the same rule as ScaNN's leaves. ``training_sample_size = min(n, max(100,000, 40 * nlist))``.
+``pre_reorder_num_neighbors = 100`` and ``pre_reorder_factor = 10`` candidates are re-scored
+exactly. ``hnsw_m = 32``, ``ef_construction = 80``, ``ef_search = 128``; ``pq_dims = 4``.
+
+faiss runs on one OpenMP thread here (``threads``, default 1): on a shared 2-core machine, more
+threads spin and slow everything down.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from soundalike.errors import IndexMismatchError
+from soundalike.index.exact import check_query, check_vectors, merge_params, rescore, shape_result
+
+logger = logging.getLogger(__name__)
+
+BACKEND = "faiss"
+ALGORITHMS = ("flat", "ivf_sq8", "ivf_pq", "hnsw")
+FLAT_BELOW = 2_000
+ADD_CHUNK = 65_536
+FILENAME = "faiss/index.faiss"
+_BUILD_KEYS = ("algorithm", "nlist", "training_sample_size", "pq_dims", "hnsw_m", "ef_construction")
+
+
+@functools.cache
+def _faiss() -> Any:
+    import faiss  # the top-level library, not this module: imports are absolute
+
+    return faiss
+
+
+def default_params(n: int, dim: int) -> dict[str, Any]:
+    """Parameters the documented rule derives for ``n`` rows of dimension ``dim``."""
+    return _resolve(n, None)
+
+
+def _resolve(n: int, params: dict[str, Any] | None) -> dict[str, Any]:
+    keys = dict.fromkeys(
+        (*_BUILD_KEYS, "nprobe", "ef_search", "pre_reorder_num_neighbors", "pre_reorder_factor", "threads")
+    )
+    merge_params(keys, params, BACKEND)  # refuses unknown keys
+    given = dict(params or {})
+    nlist = int(given.get("nlist", max(1, min(round(math.sqrt(n)), n // 100))))
+    fraction = min(0.25, max(0.04, 0.25 * (FLAT_BELOW / max(n, 1)) ** 0.25))
+    p: dict[str, Any] = {
+        "algorithm": given.get("algorithm", "flat" if n < FLAT_BELOW else "ivf_sq8"),
+        "nlist": nlist,
+        "nprobe": int(given.get("nprobe", min(nlist, max(2, math.ceil(fraction * nlist))))),
+        "training_sample_size": int(given.get("training_sample_size", min(n, max(100_000, 40 * nlist)))),
+        "pq_dims": int(given.get("pq_dims", 4)),
+        "hnsw_m": int(given.get("hnsw_m", 32)),
+        "ef_construction": int(given.get("ef_construction", 80)),
+        "ef_search": int(given.get("ef_search", 128)),
+        "pre_reorder_num_neighbors": int(given.get("pre_reorder_num_neighbors", 100)),
+        "pre_reorder_factor": int(given.get("pre_reorder_factor", 10)),
+        "threads": int(given.get("threads", 1)),
+    }
+    if p["algorithm"] not in ALGORITHMS:
+        raise ValueError(f"unknown faiss algorithm {p['algorithm']!r}; expected one of {', '.join(ALGORITHMS)}")
+    for key, value in p.items():
+        if key != "algorithm" and value < 1:
+            raise ValueError(f"faiss parameter {key} must be a positive integer, found {value!r}")
+    return p
+
+
+def _padded(dim: int, p: dict[str, Any]) -> int:
+    return dim if p["algorithm"] != "ivf_pq" else -(-dim // p["pq_dims"]) * p["pq_dims"]
+
+
+def _pad(x: np.ndarray, dim: int) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.shape[1] == dim:
+        return x
+    out = np.zeros((len(x), dim), dtype=np.float32)
+    out[:, : x.shape[1]] = x
+    return out
+
+
+def _factory(p: dict[str, Any], dim: int) -> str:
+    if p["algorithm"] == "flat":
+        return "Flat"
+    if p["algorithm"] == "ivf_sq8":
+        return f"IVF{p['nlist']},SQ8"
+    if p["algorithm"] == "ivf_pq":
+        return f"IVF{p['nlist']},PQ{dim // p['pq_dims']}x8"
+    return f"HNSW{p['hnsw_m']},SQ8"
+
+
+class FaissIndex:
+    """Dot-product search with faiss; candidates re-scored exactly against the stored matrix.
+
+    Attributes
+    ----------
+    backend : str
+        ``"faiss"``.
+    dim, count : int
+    params : dict
+        See the module docstring; ``nprobe``, ``ef_search`` and the re-ranking keys are read at
+        every query.
+    """
+
+    backend = BACKEND
+
+    def __init__(self, index: Any, vectors: Any, params: dict[str, Any]) -> None:
+        self._index = index
+        self._data = vectors
+        self.count, self.dim = (int(s) for s in vectors.shape)
+        self.params = params
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, params: dict[str, Any] | None = None) -> Self:
+        """Train on a sample, then add the rows in chunks of 65,536 (never all at once).
+
+        Parameters
+        ----------
+        vectors : np.ndarray or Int8Matrix [shape=(n, dim)]
+            Unit-length (or zero) rows; kept by reference for exact re-scoring.
+        params : dict, optional
+            Overrides of :func:`default_params`.
+        """
+        data = check_vectors(vectors)
+        n, dim = data.shape
+        p = _resolve(n, params)
+        faiss = _faiss()
+        faiss.omp_set_num_threads(p["threads"])
+        padded = _padded(dim, p)
+        index = faiss.index_factory(padded, _factory(p, padded), faiss.METRIC_INNER_PRODUCT)
+        if p["algorithm"] == "hnsw":
+            index.hnsw.efConstruction = p["ef_construction"]
+        if not index.is_trained:
+            sample_n = min(n, p["training_sample_size"])
+            rows = np.sort(np.random.default_rng(0).choice(n, sample_n, replace=False))
+            index.train(_pad(data[rows], padded))
+        for start in range(0, n, ADD_CHUNK):
+            index.add(_pad(data[start : start + ADD_CHUNK], padded))
+        logger.debug("built faiss index of %d × %d with %s", n, dim, p)
+        return cls(index, data, p)
+
+    def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` stored rows with the largest dot product with each query (see ``VectorIndex``)."""
+        queries, k, single = check_query(vectors, k, self.dim, self.count)
+        if len(queries) == 0:
+            return shape_result(np.empty((0, k), np.int64), np.empty((0, k), np.float32), single)
+        p = self.params
+        faiss = _faiss()
+        faiss.omp_set_num_threads(p["threads"])
+        if p["algorithm"] in ("ivf_sq8", "ivf_pq"):
+            self._index.nprobe = p["nprobe"]
+        elif p["algorithm"] == "hnsw":
+            self._index.hnsw.efSearch = max(p["ef_search"], k)
+        wanted = min(self.count, max(k, p["pre_reorder_num_neighbors"], p["pre_reorder_factor"] * k))
+        _, found = self._index.search(_pad(queries, self._index.d), wanted)
+        found = np.asarray(found, dtype=np.int64)
+        valid = found >= 0
+        pos, score = rescore(self._data, queries, np.where(valid, found, 0), valid, k)
+        return shape_result(pos, score, single)
+
+    def save(self, directory: Path) -> None:
+        """Write ``faiss/index.faiss`` into ``directory``."""
+        target = Path(directory) / FILENAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _faiss().write_index(self._index, str(target))
+
+    @classmethod
+    def load(cls, directory: Path, vectors: np.ndarray, params: dict[str, Any]) -> Self:
+        """Memory-map what :meth:`save` wrote (the graph of ``hnsw`` is read into memory).
+
+        Raises
+        ------
+        IndexMismatchError
+            If the file is missing or does not hold ``len(vectors)`` rows of the right dimension.
+        """
+        data = check_vectors(vectors)
+        n, dim = data.shape
+        path = Path(directory) / FILENAME
+        if not path.is_file():
+            raise IndexMismatchError(f"{path}: no faiss index here (file is missing)")
+        faiss = _faiss()
+        asked = {k: v for k, v in params.items() if k not in ("nlist",)}
+        p = _resolve(n, {**asked, "nlist": params.get("nlist", 1)})
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if p["algorithm"] != "hnsw" else 0
+        index = faiss.read_index(str(path), flags)
+        if int(index.ntotal) != n:
+            raise IndexMismatchError(f"{path}: faiss index expected {n} vectors, found {index.ntotal}")
+        if int(index.d) != _padded(dim, p):
+            raise IndexMismatchError(f"{path}: faiss index expected dim {_padded(dim, p)}, found {index.d}")
+        return cls(index, data, p)
