@@ -29,7 +29,9 @@ Files: ``NAME.npy`` (float32 rows, or int8 codes) and, for int8, ``NAME.scales.n
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +100,42 @@ SearchMatrix = np.ndarray | Int8Matrix
 """What a loaded index re-scores against."""
 
 
+def read_rows(matrix: SearchMatrix, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` as a new float32 array, without keeping their pages in this process.
+
+    A build reads a memory-mapped matrix once from end to end; the pages it touched would otherwise
+    stay mapped (and counted in its resident memory) until the matrix is closed. They are handed
+    back to the page cache (``MADV_DONTNEED`` on a read-only file mapping loses nothing).
+    """
+    rows = np.array(matrix[start:stop], dtype=np.float32)
+    _forget(matrix.codes if isinstance(matrix, Int8Matrix) else matrix, start, stop)
+    return rows
+
+
+def _forget(array: np.ndarray, start: int, stop: int) -> None:
+    """Drop the mapped pages of rows ``start:stop`` of a read-only ``np.memmap`` (best effort)."""
+    mapping = getattr(array, "_mmap", None)
+    if not isinstance(array, np.memmap) or mapping is None or not hasattr(mapping, "madvise"):
+        return
+    row_bytes = array.strides[0]
+    # np.memmap maps from the offset rounded down to the allocation granularity.
+    base = int(array.offset) % mmap.ALLOCATIONGRANULARITY
+    lo = base + start * row_bytes
+    hi = base + stop * row_bytes
+    lo -= lo % mmap.PAGESIZE
+    hi -= hi % mmap.PAGESIZE
+    if hi > lo:
+        with contextlib.suppress(OSError, ValueError):
+            mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 def as_float32(matrix: SearchMatrix, *, chunk: int = 65_536) -> np.ndarray:
     """The whole matrix as an in-memory float32 array (for backends that build from one)."""
-    if isinstance(matrix, np.ndarray):
+    if isinstance(matrix, np.ndarray) and not isinstance(matrix, np.memmap):
         return np.ascontiguousarray(matrix, dtype=np.float32)
     out = np.empty(matrix.shape, dtype=np.float32)
     for start in range(0, len(matrix), chunk):
-        out[start : start + chunk] = matrix[start : start + chunk]
+        out[start : start + chunk] = read_rows(matrix, start, start + chunk)
     return out
 
 
@@ -131,8 +162,15 @@ class MatrixWriter:
         if storage not in STORAGES:
             raise ValueError(f"unknown vector storage {storage!r}; expected one of {', '.join(STORAGES)}")
         self.directory, self.name, self.rows, self.dim, self.storage = Path(directory), name, rows, dim, storage
-        dtype = {"float32": np.float32, "float16": np.float16, "int8": np.int8}[storage]
-        self._out = open_memmap(self.directory / f"{name}.npy", mode="w+", dtype=dtype, shape=(rows, dim))
+        self._dtype = np.dtype({"float32": np.float32, "float16": np.float16, "int8": np.int8}[storage])
+        # Plain writes after the header, not a memory map: written pages go to the page cache
+        # without being counted in this process's resident memory.
+        path = self.directory / f"{name}.npy"
+        header = open_memmap(path, mode="w+", dtype=self._dtype, shape=(rows, dim))
+        start = int(header.offset)
+        del header
+        self._file = open(path, "r+b")  # noqa: SIM115 -- closed in close()
+        self._file.seek(start)
         self._bound = np.ones(dim, dtype=np.float32) if bound is None else np.asarray(bound, dtype=np.float32)
         self._held: list[np.ndarray] = []
         self._held_rows = 0
@@ -167,12 +205,12 @@ class MatrixWriter:
         if end > self.rows:
             raise ValueError(f"{self.name}: expected {self.rows} rows, found at least {end}")
         if self.storage != "int8":
-            self._out[self._row : end] = block
+            self._file.write(np.ascontiguousarray(block, dtype=self._dtype).tobytes())
         else:
             assert self.scales is not None
             q = np.rint(block / self.scales)
             self.clipped += int(np.count_nonzero(np.abs(q) > 127))
-            self._out[self._row : end] = np.clip(q, -127, 127).astype(np.int8)
+            self._file.write(np.clip(q, -127, 127).astype(np.int8).tobytes())
         self._row = end
 
     def close(self) -> None:
@@ -181,8 +219,7 @@ class MatrixWriter:
             self._release()
         if self._row != self.rows:
             raise ValueError(f"{self.name}: expected {self.rows} rows, found {self._row}")
-        self._out.flush()
-        del self._out
+        self._file.close()
         if self.storage == "int8":
             assert self.scales is not None
             np.save(self.directory / f"{self.name}.scales.npy", self.scales)
