@@ -440,6 +440,69 @@ def _cheapest(result: dict[str, Any]) -> dict[str, Any] | None:
     return max(good, key=lambda p: p["qps"]) if good else None
 
 
+# -- the segment density rule: clip identification with catalog windows every 2.5 s and every 5 s ---
+
+
+def density_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Identify 10-s clips cut at off-grid times from synthesised 40-s tracks, with stride 1 and 2."""
+    import soundfile
+
+    from soundalike import synth
+    from soundalike.catalog.sqlite import SQLiteCatalog
+    from soundalike.index import bundle
+    from soundalike.ingest import SerialRunner, ingest
+    from soundalike.recommend import Recommender
+
+    work = Path(job["folder"])
+    music = work / "music"
+    written = synth.write_library(music, synth.library_specs(keys=("C", "A"), duration=40.0)[: job["tracks"]], formats=("wav",))
+    catalog = SQLiteCatalog(work / "catalog.sqlite")
+    ingest([music], catalog, runner=SerialRunner())
+    rng = np.random.default_rng(5)
+    clips = []
+    for i, (path, _spec) in enumerate(written):
+        audio, rate = soundfile.read(path, dtype="float32")
+        offset = float(rng.uniform(0.3, 29.7))
+        clip_path = work / f"clip-{i}.wav"
+        soundfile.write(clip_path, audio[int(offset * rate) : int((offset + 10.0) * rate)], rate)
+        clips.append((clip_path, str(path), offset))
+    out: dict[str, Any] = {}
+    for stride in (1, 2):
+        index = bundle.build(work / f"lib-{stride}", catalog, backend="exact", segment_stride=stride)
+        rec = Recommender(catalog, index)
+        top1 = located = 0
+        errors, best = [], []
+        for clip_path, source, offset in clips:
+            r = rec.similar_to_file(clip_path, k=5, segments=True)
+            top1 += r.results[0].track.path == source
+            match = max(r.segment_matches, key=lambda m: m.similarity)
+            best.append(match.similarity)
+            if match.track.path == source:
+                located += 1
+                errors.append(abs(match.track_start - (offset + match.query_start)))
+        out[str(stride)] = {
+            "segments": len(index.seg_vectors), "top1": top1 / len(clips), "located": located / len(clips),
+            "offset_error": float(np.median(errors)) if errors else float("nan"), "best_similarity": float(np.mean(best)),
+        }
+    return out
+
+
+def run_density(section: Section, *, work: Path, tracks: int = 40) -> None:
+    print("[scale] density rule", file=sys.stderr, flush=True)
+    result = run_job(density_job, {"folder": str(work / "density"), "tracks": tracks})
+    section.raw["density"] = result
+    table = section.table(
+        f"Segment density: {tracks} synthesised 40-s tracks, one 10-s clip of each cut at a random off-grid time, "
+        "queried with windows every 0.5 s",
+        ["catalog windows indexed", "segments", "top-1 track", "best segment match on the source track",
+         "median offset error of that match", "mean best-segment similarity"],
+    )
+    for stride, label in (("1", "every 2.5 s (stride 1)"), ("2", "every 5 s (stride 2)")):
+        r = result[stride]
+        table.add(label, fmt_n(r["segments"]), f"{r['top1']:.3f}", f"{r['located']:.3f}", f"{r['offset_error']:.2f} s",
+                  f"{r['best_similarity']:.3f}")
+
+
 def _plot(rows: list[dict[str, Any]]) -> str:
     """A text plot of the curve (log-log slopes between sizes say how each cost grows)."""
     lines = ["**Growth between sizes** (cost ratio for a 10× larger library; 10× = linear):", ""]
@@ -466,7 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=None, help="comma-separated sizes (overrides the mode)")
     parser.add_argument("--work", default=None, help="folder for the libraries (default: a temporary folder)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--no-curve", action="store_true", help="skip the 10k/100k/1M library builds")
     parser.add_argument("--no-anchors", action="store_true", help="skip the ScaNN/faiss comparison")
+    parser.add_argument("--no-density", action="store_true", help="skip the segment density measurement")
     parser.add_argument("--anchor-sizes", default=None, help="sizes of the ScaNN/faiss comparison (default: the same)")
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else (QUICK if args.quick else FULL)
@@ -474,10 +539,15 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="soundalike-scale-", dir=args.work) as work:
-        section = run(CACHE, sizes, work=Path(work))
+        if args.no_curve:
+            section = Section(title="Scale (issue 15): anchors and segment density")
+        else:
+            section = run(CACHE, sizes, work=Path(work))
         if not args.no_anchors:
             anchor_sizes = tuple(int(x) for x in args.anchor_sizes.split(",")) if args.anchor_sizes else sizes
             run_anchors(CACHE, anchor_sizes, work=Path(work), section=section)
+        if not args.no_density:
+            run_density(section, work=Path(work))
     section.seconds = time.perf_counter() - started
     machine["load_after"] = load_average()
     text = render([section], machine, mode="quick" if args.quick else "full", seconds=section.seconds)

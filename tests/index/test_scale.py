@@ -222,3 +222,34 @@ def test_two_server_processes_share_the_memory_mapped_pages_of_one_index(large_c
             p.stdin.write("\n")
             p.stdin.flush()
             p.wait(timeout=60)
+
+
+def test_a_query_fanned_out_over_shards_and_merged_answers_like_one_index(tmp_path: Path) -> None:
+    from soundalike.index.shards import ShardedIndex
+
+    rng = np.random.default_rng(SEED)
+    vectors = rng.normal(size=(3_000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.normal(size=(25, 32)).astype(np.float32)
+    whole = build_index("exact", vectors)
+    sharded = ShardedIndex([build_index("exact", vectors[a:b]) for a, b in ((0, 1_000), (1_000, 1_700), (1_700, 3_000))])
+    pos, score = sharded.query(queries, 10)
+    ref_pos, ref_score = whole.query(queries, 10)
+    np.testing.assert_array_equal(pos, ref_pos)
+    np.testing.assert_allclose(score, ref_score, atol=1e-6)
+
+
+def test_shards_queried_on_a_dask_local_cluster_answer_like_one_index() -> None:
+    from distributed import Client, LocalCluster
+
+    from soundalike.index.shards import ShardedIndex
+
+    rng = np.random.default_rng(SEED + 1)
+    vectors = rng.normal(size=(2_000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.normal(size=(10, 16)).astype(np.float32)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        shards = [build_index("exact", vectors[a : a + 500]) for a in range(0, 2_000, 500)]
+        sharded = ShardedIndex(shards, submit=client.submit)
+        pos, _ = sharded.query(queries, 10)
+    np.testing.assert_array_equal(pos, build_index("exact", vectors).query(queries, 10)[0])
