@@ -235,10 +235,10 @@ def test_empty_library_is_refused(backend: str) -> None:
 
 
 def test_unknown_backend_is_refused_naming_the_allowed_ones(small: np.ndarray) -> None:
-    with pytest.raises(ValueError, match="expected one of exact, scann, annoy"):
-        build_index("faiss", small)
-    with pytest.raises(ValueError, match="expected one of exact, scann, annoy"):
-        default_params("faiss", 10, DIM)
+    with pytest.raises(ValueError, match="expected one of exact, scann, annoy, faiss"):
+        build_index("hnswlib", small)
+    with pytest.raises(ValueError, match="expected one of exact, scann, annoy, faiss"):
+        default_params("hnswlib", 10, DIM)
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))

@@ -146,7 +146,7 @@ def test_a_faiss_segment_index_over_float16_rows_reaches_recall_at_10_of_0_95_ag
     full = bundle.build(tmp_path / "f32", large_catalog, backend="exact", storage="float32")
     index = bundle.build(tmp_path / "faiss", large_catalog, backend="scann", segment_backend="faiss", storage="float16")
     assert index.manifest.segment_backend == "faiss"
-    assert index.manifest.segment_params["algorithm"] == "ivf_pq4"
+    assert index.manifest.segment_params["algorithm"] == "ivf_sq8"
     rng = np.random.default_rng(SEED)
     queries = np.asarray(full.seg_vectors[np.sort(rng.choice(len(full.seg_vectors), 300, replace=False))])
     queries = queries + 0.05 * rng.normal(size=queries.shape).astype(np.float32)  # a clip is never a stored window
@@ -181,6 +181,7 @@ SERVE = textwrap.dedent(
         total += float(np.asarray(index.seg_vectors[start:start + 65536]).sum())
     total += float(np.asarray(index.vectors[:]).sum()) + float(np.asarray(index.seg_rows).sum())
     index.tracks.query(np.asarray(index.vectors[0]), 5)
+    index.segments.query(np.asarray(index.seg_vectors[:5]), 5)
     print("ready", flush=True)
     sys.stdin.readline()
     """
@@ -216,6 +217,7 @@ def test_two_server_processes_share_the_memory_mapped_pages_of_one_index(large_c
                 assert mapped["Rss"] > 0
                 assert mapped["Private_Clean"] == mapped["Private_Dirty"] == 0
                 assert mapped["Pss"] <= 0.51 * mapped["Rss"]
+            assert _mapping(p.pid, "index.faiss").get("Size", 0) > 0  # the faiss lists are mapped, not read
     finally:
         for p in procs:
             assert p.stdin is not None
