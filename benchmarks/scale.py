@@ -172,9 +172,13 @@ def build_job(job: dict[str, Any]) -> dict[str, Any]:
     catalog = SyntheticCatalog(models(Path(job["cache"]), job.get("clips")), job["n"])
     steps: list[tuple[float, str]] = []
     started = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        steps.append((time.perf_counter() - started, msg))
+        print(f"[scale]   {job['n']}: {steps[-1][0]:.0f} s: {msg}", file=sys.stderr, flush=True)
+
     with tree_peak() as mem:
-        index = bundle.build(job["folder"], catalog, backend=job.get("backend", "scann"),
-                             progress=lambda msg: steps.append((time.perf_counter() - started, msg)))
+        index = bundle.build(job["folder"], catalog, backend=job.get("backend", "scann"), progress=progress)
     seconds = time.perf_counter() - started
     m = index.manifest
     return {
