@@ -60,7 +60,7 @@ import numpy as np
 
 from soundalike.errors import IndexMismatchError
 from soundalike.index.exact import check_query, check_vectors, merge_params, rescore, shape_result
-from soundalike.index.storage import read_rows
+from soundalike.index.storage import read_rows, read_sample
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class FaissIndex:
         if not index.is_trained:
             sample_n = min(n, p["training_sample_size"])
             rows = np.sort(np.random.default_rng(0).choice(n, sample_n, replace=False))
-            index.train(_pad(data[rows], padded))
+            index.train(_pad(read_sample(data, rows), padded))
         for start in range(0, n, ADD_CHUNK):
             index.add(_pad(read_rows(data, start, start + ADD_CHUNK), padded))
         logger.debug("built faiss index of %d × %d with %s", n, dim, p)

@@ -112,6 +112,18 @@ def read_rows(matrix: SearchMatrix, start: int, stop: int) -> np.ndarray:
     return rows
 
 
+def read_sample(matrix: SearchMatrix, rows: np.ndarray) -> np.ndarray:
+    """Rows at the sorted positions ``rows`` as a new float32 array, without keeping their pages.
+
+    A training sample is spread over the whole file; with transparent huge pages each row read
+    can map 2 MB, so the pages are handed back once the sample is copied.
+    """
+    out = np.array(matrix[rows], dtype=np.float32)
+    if len(rows):
+        _forget(matrix.codes if isinstance(matrix, Int8Matrix) else matrix, int(rows[0]), int(rows[-1]) + 1)
+    return out
+
+
 def _forget(array: np.ndarray, start: int, stop: int) -> None:
     """Drop the mapped pages of rows ``start:stop`` of a read-only ``np.memmap`` (best effort)."""
     mapping = getattr(array, "_mmap", None)
