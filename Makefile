@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO ?= demo
 
-.PHONY: demo test browser lint typecheck bench bench-quick bench-load stress clean
+.PHONY: demo test browser lint typecheck bench bench-quick bench-load bench-scale bench-scale-quick stress clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[web,dask,mongo,eval,dev]'
+	$(PY) -m pip install --quiet -e '.[web,dask,mongo,eval,scale,dev]'
 	touch $(STAMP)
 
 ## demo: synthesise a small library, ingest it, and print recommendations
@@ -41,6 +41,14 @@ bench-quick: $(STAMP)
 ## bench-load: 8 clients, 400 mixed requests on a 2,000-track library; writes benchmarks/results/load.md
 bench-load: $(STAMP)
 	$(PY) -m benchmarks --only load
+
+## bench-scale: 10k / 100k / 1M synthetic 3-minute tracks built and served (an hour or more); writes benchmarks/results/scale.md
+bench-scale: $(STAMP)
+	nice -n 10 $(PY) -m benchmarks.scale --anchor-sizes 10000,100000,1000000
+
+## bench-scale-quick: the same at 10k / 100k (minutes); writes benchmarks/results/scale-quick.md
+bench-scale-quick: $(STAMP)
+	nice -n 10 $(PY) -m benchmarks.scale --quick
 
 ## stress: the long fault-injection and load tests (minutes)
 stress: $(STAMP)

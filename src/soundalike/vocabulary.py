@@ -35,7 +35,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {**{f: 1.0 for f in FAMILIES if f not in LEA
 the learned style embedding 40 % of the whole (10/3 against 5 × 1), chosen on the two development
 sets by leave-one-out P@10 and mAP over style shares 0.2-0.6 (see the README's quality section)."""
 
-INDEX_BACKENDS: tuple[str, ...] = ("scann", "annoy", "exact")
+INDEX_BACKENDS: tuple[str, ...] = ("scann", "annoy", "exact", "faiss")
 """Index backends, the default first."""
 
 TUNABLE_BACKENDS: tuple[str, ...] = ("scann", "annoy")

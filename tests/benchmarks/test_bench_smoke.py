@@ -94,3 +94,18 @@ def test_radio_times_radios_and_scores_smoothness_and_duplicates(bench_cache):
         "50-track radio on 100k tracks ≤ 1 s p50 (one core)",
         "50-track radio on 1M tracks ≤ 3 s p50 (one core)",
     ]
+
+
+def test_scale_builds_serves_and_measures_recall_at_every_size(bench_cache, tmp_path):
+    from benchmarks import scale
+
+    section = scale.run(bench_cache, (600, 2500), work=tmp_path, clips=12)
+    scale.run_anchors(bench_cache, (2500,), work=tmp_path, section=section, clips=12)
+    text = _rendered(section)
+    for n in ("600", "2500"):
+        row = section.raw[n]
+        assert row["build"]["segments"] == int(n) * scale.SEGMENTS_PER_TRACK
+        assert 0.0 <= row["recall"]["tracks"] <= 1.0 and 0.0 <= row["recall"]["segments"] <= 1.0
+        assert row["serve"]["p50"] > 0 and row["build"]["peak"] > 0
+    assert set(section.raw["anchors-2500"]) == set(scale.ANCHORS)
+    assert "The curve" in text and "Anchors" in text

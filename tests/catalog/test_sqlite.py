@@ -31,14 +31,14 @@ def test_a_newer_schema_is_refused_with_both_versions(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(CatalogError, match="99.*expected at most 1"):
+    with pytest.raises(CatalogError, match="99.*expected at most 2"):
         SQLiteCatalog(path)
 
 
 def test_schema_version_is_recorded(tmp_path):
     path = tmp_path / "catalog.sqlite"
     SQLiteCatalog(path).close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_failed_batch_leaves_nothing_behind(tmp_path):

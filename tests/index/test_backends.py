@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 DIM = 390
 ASPECT = slice(126, 252)  # one 126-dimensional family block
-APPROXIMATE = ("scann", "annoy")
+APPROXIMATE = ("scann", "annoy", "faiss")
 KINDS = ("full", "aspect", "negated")
 RECALL_TARGET = 0.95
 SCORE_TOLERANCE = 1e-4
@@ -235,10 +235,10 @@ def test_empty_library_is_refused(backend: str) -> None:
 
 
 def test_unknown_backend_is_refused_naming_the_allowed_ones(small: np.ndarray) -> None:
-    with pytest.raises(ValueError, match="expected one of exact, scann, annoy"):
-        build_index("faiss", small)
-    with pytest.raises(ValueError, match="expected one of exact, scann, annoy"):
-        default_params("faiss", 10, DIM)
+    with pytest.raises(ValueError, match="expected one of exact, scann, annoy, faiss"):
+        build_index("hnswlib", small)
+    with pytest.raises(ValueError, match="expected one of exact, scann, annoy, faiss"):
+        default_params("hnswlib", 10, DIM)
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))

@@ -27,7 +27,7 @@ from soundalike.vocabulary import display_path
 
 log = logging.getLogger(__name__)
 
-_MIGRATIONS: tuple[str, ...] = (
+_MIGRATIONS: tuple[str | tuple[str, ...], ...] = (
     """
     CREATE TABLE tracks (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,7 +60,34 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('revision', '0');
     """,
+    # 2 (issue 15): nothing a user does reads the whole table (1.5 KB of vector per row) at a million
+    # rows. Re-ingest reads file facts from a covering index; listings walk (status, id); stats
+    # aggregate a covering index; search uses an FTS5 trigram index (substring matches like LIKE).
+    (
+        "CREATE INDEX tracks_files ON tracks (path, size, mtime, content_hash, status, feature_version)",
+        "CREATE INDEX tracks_listing ON tracks (status, id)",
+        "CREATE INDEX tracks_stats ON tracks (status, feature_version, duration)",
+        "CREATE VIRTUAL TABLE tracks_text USING fts5 (title, artist, album, genre, path_text, "
+        "content = 'tracks', content_rowid = 'id', tokenize = 'trigram')",
+        "CREATE TRIGGER tracks_text_insert AFTER INSERT ON tracks BEGIN "
+        "INSERT INTO tracks_text (rowid, title, artist, album, genre, path_text) "
+        "VALUES (new.id, new.title, new.artist, new.album, new.genre, new.path_text); END",
+        "CREATE TRIGGER tracks_text_delete AFTER DELETE ON tracks BEGIN "
+        "INSERT INTO tracks_text (tracks_text, rowid, title, artist, album, genre, path_text) "
+        "VALUES ('delete', old.id, old.title, old.artist, old.album, old.genre, old.path_text); END",
+        "CREATE TRIGGER tracks_text_update AFTER UPDATE ON tracks BEGIN "
+        "INSERT INTO tracks_text (tracks_text, rowid, title, artist, album, genre, path_text) "
+        "VALUES ('delete', old.id, old.title, old.artist, old.album, old.genre, old.path_text); "
+        "INSERT INTO tracks_text (rowid, title, artist, album, genre, path_text) "
+        "VALUES (new.id, new.title, new.artist, new.album, new.genre, new.path_text); END",
+        "INSERT INTO tracks_text (tracks_text) VALUES ('rebuild')",
+    ),
 )
+"""Schema migrations, numbered from 1 in ``PRAGMA user_version``: a script split at ``;``, or a tuple
+of statements (needed when a statement holds ``;``, as triggers do)."""
+
+TRIGRAM = 3
+"""The search index matches substrings of at least this many characters; shorter ones are scanned."""
 
 _TRACK_COLUMNS = (
     "id, path, content_hash, size, mtime, status, duration, title, artist, album, genre, "
@@ -166,7 +193,7 @@ class SQLiteCatalog:
                         f"understands (expected at most {len(_MIGRATIONS)}); upgrade soundalike"
                     )
                 for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-                    for statement in script.split(";"):
+                    for statement in script.split(";") if isinstance(script, str) else script:
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {number}")
@@ -258,7 +285,9 @@ class SQLiteCatalog:
         return int(self.get_meta("revision") or 0)
 
     def file_states(self) -> dict[str, FileState]:
-        rows = self._query("SELECT path, size, mtime, content_hash, status, feature_version FROM tracks")
+        rows = self._query(
+            "SELECT path, size, mtime, content_hash, status, feature_version FROM tracks INDEXED BY tracks_files"
+        )
         return {
             os.fsdecode(r["path"]): FileState(
                 path=os.fsdecode(r["path"]),
@@ -302,20 +331,17 @@ class SQLiteCatalog:
         )
 
     def stats(self, feature_version: int) -> CatalogStats:
-        row = self._query(
-            "SELECT "
-            "SUM(status = 'ok' AND feature_version = ?) AS ok, "
-            "SUM(status = 'failed') AS failed, "
-            "SUM(status = 'ok' AND feature_version != ?) AS stale, "
-            "TOTAL(CASE WHEN status = 'ok' AND feature_version = ? THEN duration END) AS seconds "
-            "FROM tracks",
-            (feature_version, feature_version, feature_version),
-        )[0]
+        # Grouped on the covering index tracks_stats: a walk of a small index, never of the table.
+        rows = self._query(
+            "SELECT status, feature_version, COUNT(*) AS n, TOTAL(duration) AS seconds "
+            "FROM tracks INDEXED BY tracks_stats GROUP BY status, feature_version"
+        )
+        ok = sum(r["n"] for r in rows if r["status"] == OK and r["feature_version"] == feature_version)
         return CatalogStats(
-            tracks=row["ok"] or 0,
-            failed=row["failed"] or 0,
-            stale=row["stale"] or 0,
-            seconds=float(row["seconds"] or 0.0),
+            tracks=ok,
+            failed=sum(r["n"] for r in rows if r["status"] != OK),
+            stale=sum(r["n"] for r in rows if r["status"] == OK and r["feature_version"] != feature_version),
+            seconds=float(sum(r["seconds"] for r in rows if r["status"] == OK and r["feature_version"] == feature_version)),
             revision=self.revision(),
         )
 
@@ -334,7 +360,12 @@ class SQLiteCatalog:
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
-        if query:
+        if query and len(query) >= TRIGRAM:
+            # A quoted FTS5 phrase of trigrams: the rows holding ``query`` as a substring of any
+            # column, found in the index (case-insensitively, as LIKE does).
+            clauses.append("id IN (SELECT rowid FROM tracks_text WHERE tracks_text MATCH ?)")
+            params.append('"' + query.replace('"', '""') + '"')
+        elif query:
             escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             like = "%" + escaped + "%"
             clauses.append(

@@ -26,7 +26,7 @@ negligible.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -180,7 +180,7 @@ class Normaliser:
         layout: Layout,
         weights: Mapping[str, float],
         *,
-        prior: Reference | None = None,
+        prior: Reference | Callable[[int], Reference | None] | None = None,
     ) -> Normaliser:
         """Compute mean and std from raw vectors given in chunks of shape ``(n, layout.dim)``.
 
@@ -192,7 +192,7 @@ class Normaliser:
         layout : Layout
         weights : dict of str to float
             Family weights (missing families weigh 1).
-        prior : Reference, optional
+        prior : Reference or callable, optional
             Statistics pooled with the library's, weighted by ``prior.pseudo_count`` rows against the
             library's ``n`` rows, on the dimensions the reference has.
         """
@@ -210,6 +210,8 @@ class Normaliser:
         else:
             mean = total / count
             var = np.maximum(total_sq / count - mean**2, 0.0)
+        if callable(prior):  # a prior that depends on how many rows the library turned out to have
+            prior = prior(count)
         if prior is not None:
             mean, var = _pool(count, mean, var, prior, layout)
         std = np.sqrt(var)

@@ -16,6 +16,9 @@ Backends
     (:mod:`soundalike.index.scann`); the default.
 ``annoy``
     Annoy random-projection forest (:mod:`soundalike.index.annoy`).
+``faiss``
+    faiss inverted lists with 8-bit codes, built in chunks and memory-mapped on load
+    (:mod:`soundalike.index.faiss`); the segment index of large libraries.
 
 Each backend module documents its build-time and query-time parameters, the rule
 :func:`default_params` uses to derive them from the library size, and the recall/latency trade-off.
@@ -38,12 +41,16 @@ if TYPE_CHECKING:  # numpy only in annotations: the CLI imports TUNABLE_BACKENDS
 
 from soundalike.vocabulary import INDEX_BACKENDS, TUNABLE_BACKENDS
 
+if TYPE_CHECKING:
+    from soundalike.index.storage import SearchMatrix
+
 __all__ = ["BACKENDS", "INDEX_BACKENDS", "TUNABLE_BACKENDS", "VectorIndex", "build_index", "default_params", "load_index"]
 
 BACKENDS: dict[str, tuple[str, str]] = {
     "exact": ("soundalike.index.exact", "ExactIndex"),
     "scann": ("soundalike.index.scann", "ScannIndex"),
     "annoy": ("soundalike.index.annoy", "AnnoyIndex"),
+    "faiss": ("soundalike.index.faiss", "FaissIndex"),
 }
 """Backend name → (module, class); modules are imported on first use."""
 assert set(BACKENDS) == set(INDEX_BACKENDS), "soundalike.vocabulary.INDEX_BACKENDS names every backend"
@@ -143,7 +150,7 @@ def default_params(backend: str, n: int, dim: int) -> dict[str, Any]:
 
 
 def build_index(
-    backend: str, vectors: np.ndarray, *, params: dict[str, Any] | None = None
+    backend: str, vectors: SearchMatrix, *, params: dict[str, Any] | None = None
 ) -> VectorIndex:
     """Build an index over the rows of ``vectors`` in one shot.
 
@@ -173,7 +180,7 @@ def build_index(
 
 
 def load_index(
-    backend: str, directory: Path, vectors: np.ndarray, params: dict[str, Any]
+    backend: str, directory: Path, vectors: SearchMatrix, params: dict[str, Any]
 ) -> VectorIndex:
     """Load an index saved with :meth:`VectorIndex.save`.
 

@@ -7,12 +7,20 @@ Layout inside the library folder::
         manifest.json           backend, metric, dims, feature version, counts, catalog revision, params
         normaliser.npz          standardisation statistics and family weights (tracks and segments)
         ids.npy                 catalog track id of each row
-        vectors.npy             normalised track vectors, one row per track (memory-mapped on load)
-        seg_vectors.npy         normalised segment vectors, grouped by track
+        vectors.npy             normalised track vectors, one row per track (memory-mapped on load);
+                                float16 from 100,000 rows, or int8 + vectors.scales.npy (see index.storage)
+        seg_vectors.npy         normalised segment vectors, grouped by track (likewise)
         seg_rows.npy            the track row of each segment
         seg_starts.npy          segment start times in seconds
         seg_offsets.npy         segments of track row i are seg_offsets[i]:seg_offsets[i + 1]
         tracks/  segments/      the backend's own files
+
+The build streams: the catalog is read twice in chunks of a fixed size (once for the normaliser's
+statistics, once to write normalised rows into memory-mapped files), so its memory does not grow
+with the library beyond what the search index itself holds. Large segment sets are indexed with
+faiss (built in chunks, memory-mapped on load) and, from 20 million catalog segments, every other
+catalog window is indexed (windows every 5 s instead of 2.5 s; queries still slide every 0.5 s).
+Every array is memory-mapped on load, so processes serving one library share its pages.
 
 A new index is written to a fresh folder and then published by replacing ``index.json``, so a reader
 (the web app) always sees either the old or the new index whole. Loading checks the manifest against
@@ -28,7 +36,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +48,7 @@ from soundalike.errors import EmptyLibraryError, IndexMismatchError
 from soundalike.features import FEATURE_VERSION, segment_layout, track_layout
 from soundalike.features.normalise import PRIOR_TRACKS, Normaliser, Reference, reference
 from soundalike.index import VectorIndex, build_index, load_index
+from soundalike.index.storage import MatrixWriter, SearchMatrix, open_matrix, storage_for
 from soundalike.vocabulary import INDEX_BACKENDS
 
 log = logging.getLogger(__name__)
@@ -74,6 +83,10 @@ class Manifest:
         Unix time of the build.
     build_seconds : dict of str to float
         ``tracks``, ``segments`` and ``total`` build times.
+    storage : dict of str to str
+        ``tracks`` and ``segments``: ``"float32"``, ``"float16"`` or ``"int8"`` (see :mod:`soundalike.index.storage`).
+    segment_stride : int
+        Every ``segment_stride``-th catalog window of each track is indexed.
     """
 
     backend: str
@@ -92,6 +105,8 @@ class Manifest:
     build_seconds: dict[str, float]
     metric: str = "dot"
     format: int = MANIFEST_FORMAT
+    storage: dict[str, str] = dataclasses.field(default_factory=lambda: {"tracks": "float32", "segments": "float32"})
+    segment_stride: int = 1
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: object = "manifest") -> Manifest:
@@ -114,6 +129,8 @@ class Manifest:
                 build_seconds={str(k): float(v) for k, v in dict(data.get("build_seconds") or {}).items()},
                 metric=str(data.get("metric", "dot")),
                 format=int(data.get("format", 0)),
+                storage={str(k): str(v) for k, v in dict(data.get("storage") or {"tracks": "float32", "segments": "float32"}).items()},
+                segment_stride=int(data.get("segment_stride", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexMismatchError(f"{where}: incomplete manifest ({type(exc).__name__}: {exc})") from exc
@@ -131,9 +148,9 @@ class LibraryIndex:
     manifest : Manifest
     track_norm, segment_norm : Normaliser
     ids : np.ndarray [shape=(n,), dtype=int64]
-    vectors : np.ndarray [shape=(n, dim), dtype=float32]
-    seg_vectors : np.ndarray [shape=(m, seg_dim), dtype=float32]
-    seg_rows, seg_starts, seg_offsets : np.ndarray
+    vectors : np.ndarray or Int8Matrix [shape=(n, dim)], read as float32, memory-mapped
+    seg_vectors : np.ndarray or Int8Matrix [shape=(m, seg_dim)], likewise
+    seg_rows, seg_starts, seg_offsets : np.ndarray, memory-mapped
     tracks, segments : VectorIndex
     """
 
@@ -142,8 +159,8 @@ class LibraryIndex:
     track_norm: Normaliser
     segment_norm: Normaliser
     ids: np.ndarray
-    vectors: np.ndarray
-    seg_vectors: np.ndarray
+    vectors: SearchMatrix
+    seg_vectors: SearchMatrix
     seg_rows: np.ndarray
     seg_starts: np.ndarray
     seg_offsets: np.ndarray
@@ -205,6 +222,19 @@ def _read_manifest(directory: Path) -> Manifest:
     return Manifest.from_dict(data, where=directory)
 
 
+SEGMENT_FAISS_FROM = 2_000_000
+"""Segment sets this large are indexed with faiss whatever the track backend (ScaNN and Annoy build
+from an in-memory float32 copy of every vector: 700 MB at 2 million 88-d segments)."""
+SEGMENT_STRIDE_FROM = 20_000_000
+"""From this many catalog segments, every other window is indexed (catalog hop 2.5 s → 5 s)."""
+READ_CHUNK = 4096
+"""Tracks read from the catalog at a time (vectors; segments are read 1,024 tracks at a time)."""
+
+
+class _CatalogMoved(Exception):
+    """The catalog changed between the build's two passes; the build starts again."""
+
+
 def build(
     library: str | os.PathLike[str],
     catalog: Catalog,
@@ -213,21 +243,39 @@ def build(
     params: Mapping[str, Any] | None = None,
     weights: Mapping[str, float] | None = None,
     progress: Callable[[str], None] | None = None,
+    storage: str | None = None,
+    segment_backend: str | None = None,
+    segment_stride: int | None = None,
+    chunk: int = READ_CHUNK,
 ) -> LibraryIndex:
     """Build the index of every analysed track in ``catalog`` and publish it in ``library``.
+
+    Streams: the catalog is read in chunks of ``chunk`` tracks, twice (statistics, then normalised
+    rows written to memory-mapped files), so memory does not grow with the catalog except for the
+    backend's own index and a few integers per track and segment.
 
     Parameters
     ----------
     library : path-like
         The library folder.
     catalog : Catalog
-    backend : {"scann", "annoy", "exact"}
+    backend : {"scann", "annoy", "exact", "faiss"}
     params : dict, optional
         Overrides of the backend's default parameters (for the track index).
     weights : dict, optional
         Family weights (default: all equal).
     progress : callable, optional
         Called with a short description of each step.
+    storage : {"float32", "float16", "int8"}, optional
+        How both search matrices are stored; default :func:`~soundalike.index.storage.storage_for`
+        of each matrix's rows.
+    segment_backend : str, optional
+        Default: ``backend``, except ``faiss`` from :data:`SEGMENT_FAISS_FROM` segments when the
+        backend is ScaNN or Annoy.
+    segment_stride : int, optional
+        Index every n-th catalog window; default 1, or 2 from :data:`SEGMENT_STRIDE_FROM` segments.
+    chunk : int
+        Tracks read from the catalog at a time.
 
     Raises
     ------
@@ -236,89 +284,186 @@ def build(
     """
     if backend not in INDEX_BACKENDS:
         raise ValueError(f"unknown index backend {backend!r}; expected one of {', '.join(INDEX_BACKENDS)}")
-    say = progress or (lambda _msg: None)
+    for attempt in range(3):
+        try:
+            return _build_once(
+                Path(library), catalog, backend=backend, params=params, weights=weights,
+                say=progress or (lambda _msg: None), storage=storage, segment_backend=segment_backend,
+                segment_stride=segment_stride, chunk=chunk,
+            )
+        except _CatalogMoved as exc:
+            log.info("the catalog changed during the build (%s); starting again (attempt %d)", exc, attempt + 2)
+    raise IndexMismatchError(f"{catalog.location}: the catalog kept changing during three builds; try again when the ingest is done")
+
+
+def _track_rows(catalog: Catalog, ids: np.ndarray, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, raw vectors)`` of the tracks in ``ids`` (sorted), read again from the catalog in chunks."""
+    for got, vecs in catalog.iter_vectors(FEATURE_VERSION, chunk=chunk):
+        rows = np.searchsorted(ids, got)
+        keep = (rows < len(ids)) & (ids[np.minimum(rows, len(ids) - 1)] == got)
+        if keep.any():
+            yield rows[keep], vecs[keep]
+
+
+def _segment_batches(
+    catalog: Catalog, ids: np.ndarray, stride: int, chunk: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(rows, counts, starts, raw vectors)`` of a batch of indexed tracks' (strided) segments."""
+    for batch in catalog.iter_segments(FEATURE_VERSION, chunk=max(1, chunk // 4)):
+        rows, counts, starts, vectors = [], [], [], []
+        for s in batch:
+            r = int(np.searchsorted(ids, s.track_id))
+            if r >= len(ids) or ids[r] != s.track_id:
+                continue  # analysed after the vectors were read; the next build takes it
+            rows.append(r)
+            counts.append(len(s.starts[::stride]))
+            starts.append(s.starts[::stride])
+            vectors.append(s.vectors[::stride])
+        if rows:
+            yield (
+                np.asarray(rows, dtype=np.int64),
+                np.asarray(counts, dtype=np.int64),
+                np.concatenate(starts).astype(np.float32),
+                np.concatenate(vectors),
+            )
+
+
+def _bound(norm: Normaliser) -> np.ndarray:
+    """The largest absolute value each dimension of a normalised vector can take (its family's scale)."""
+    out = np.zeros(norm.layout.dim, dtype=np.float32)
+    for family, scale in norm.family_scales("all").items():
+        out[norm.layout.slices[family]] = scale
+    return out
+
+
+def _build_once(
+    library: Path,
+    catalog: Catalog,
+    *,
+    backend: str,
+    params: Mapping[str, Any] | None,
+    weights: Mapping[str, float] | None,
+    say: Callable[[str], None],
+    storage: str | None,
+    segment_backend: str | None,
+    segment_stride: int | None,
+    chunk: int,
+) -> LibraryIndex:
     started = time.perf_counter()
     revision = catalog.revision()
     tl, sl = track_layout(), segment_layout()
 
-    say("reading vectors")
+    say("reading vectors (statistics)")
     id_chunks: list[np.ndarray] = []
-    raw_chunks: list[np.ndarray] = []
-    for ids, vecs in catalog.iter_vectors(FEATURE_VERSION):
-        id_chunks.append(ids)
-        raw_chunks.append(vecs)
+
+    def raw_vectors() -> Iterator[np.ndarray]:
+        for ids_, vecs in catalog.iter_vectors(FEATURE_VERSION, chunk=chunk):
+            id_chunks.append(ids_)
+            yield vecs
+
+    track_norm = Normaliser.fit(raw_vectors(), tl, weights or {}, prior=reference("track"))
     if not id_chunks:
         raise EmptyLibraryError("no analysed tracks in the library yet: run `soundalike ingest PATH` first")
     ids = np.concatenate(id_chunks)
-    track_norm = Normaliser.fit(raw_chunks, tl, weights or {}, prior=reference("track"))
+    id_chunks.clear()
+    n = len(ids)
 
-    library = Path(library)
+    say("reading segments (statistics)")
+    catalog_segments = 0
+    counts = np.zeros(n, dtype=np.int64)
+
+    def raw_segments() -> Iterator[np.ndarray]:
+        nonlocal catalog_segments
+        for rows, got, _starts, vecs in _segment_batches(catalog, ids, 1, chunk):
+            counts[rows] = got
+            catalog_segments += len(vecs)
+            yield vecs
+
+    segment_norm = Normaliser.fit(raw_segments(), sl, {}, prior=lambda rows: _per_track(reference("segment"), rows, n))
+    stride = segment_stride or (2 if catalog_segments >= SEGMENT_STRIDE_FROM else 1)
+    if stride != 1:
+        counts = -(-counts // stride)  # windows 0, stride, 2 * stride, ... of each track
+    m = int(counts.sum())
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    seg_backend = segment_backend or (
+        "faiss" if backend in ("scann", "annoy") and m >= SEGMENT_FAISS_FROM else backend
+    )
+    storages = {"tracks": storage or storage_for(n), "segments": storage or storage_for(m)}
+
     (library / INDEXES).mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix=f"index-{revision}-", dir=library / INDEXES))
     try:
-        vectors = np.lib.format.open_memmap(directory / "vectors.npy", mode="w+", dtype=np.float32, shape=(len(ids), tl.dim))
+        say(f"writing {n} normalised track vectors ({storages['tracks']})")
+        writer = MatrixWriter(directory, "vectors", n, tl.dim, storages["tracks"], bound=_bound(track_norm))
         row = 0
-        for chunk in raw_chunks:
-            vectors[row : row + len(chunk)] = track_norm.transform(chunk)
-            row += len(chunk)
-        vectors.flush()
-        del raw_chunks
-
-        say("reading segments")
-        seg_raw: list[np.ndarray] = []
-        seg_rows: list[np.ndarray] = []
-        seg_starts: list[np.ndarray] = []
-        counts = np.zeros(len(ids), dtype=np.int64)
-        for batch in catalog.iter_segments(FEATURE_VERSION):
-            for s in batch:
-                r = int(np.searchsorted(ids, s.track_id))
-                if r >= len(ids) or ids[r] != s.track_id:
-                    continue  # analysed after the vectors were read; the next build takes it
-                seg_raw.append(s.vectors)
-                seg_rows.append(np.full(len(s.starts), r, dtype=np.int32))
-                seg_starts.append(s.starts)
-                counts[r] = len(s.starts)
-        seg_matrix = np.concatenate(seg_raw) if seg_raw else np.zeros((0, sl.dim), dtype=np.float32)
-        segment_norm = Normaliser.fit([seg_matrix], sl, {}, prior=_per_track(reference("segment"), len(seg_matrix), len(ids)))
-        seg_vectors = segment_norm.transform(seg_matrix) if len(seg_matrix) else seg_matrix
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        for rows, vecs in _track_rows(catalog, ids, chunk):
+            if rows[0] != row or rows[-1] != row + len(rows) - 1:
+                raise _CatalogMoved(f"track row {row} is gone")
+            writer.write(track_norm.transform(vecs))
+            row += len(rows)
+        if row != n:
+            raise _CatalogMoved(f"{n - row} tracks are gone")
+        writer.close()
         np.save(directory / "ids.npy", ids)
-        np.save(directory / "seg_vectors.npy", seg_vectors)
-        np.save(directory / "seg_rows.npy", np.concatenate(seg_rows) if seg_rows else np.zeros(0, np.int32))
-        np.save(directory / "seg_starts.npy", np.concatenate(seg_starts) if seg_starts else np.zeros(0, np.float32))
         np.save(directory / "seg_offsets.npy", offsets)
+
+        say(f"writing {m} normalised segment vectors ({storages['segments']}, every {stride} window)")
+        seg_writer = MatrixWriter(directory, "seg_vectors", m, sl.dim, storages["segments"], bound=_bound(segment_norm))
+        seg_rows = np.lib.format.open_memmap(directory / "seg_rows.npy", mode="w+", dtype=np.int32, shape=(m,))
+        seg_starts = np.lib.format.open_memmap(directory / "seg_starts.npy", mode="w+", dtype=np.float32, shape=(m,))
+        at = 0
+        for rows, got, starts, vecs in _segment_batches(catalog, ids, stride, chunk):
+            if at != offsets[rows[0]] or not np.array_equal(got, counts[rows]):
+                raise _CatalogMoved(f"the segments of track row {int(rows[0])} changed")
+            seg_writer.write(segment_norm.transform(vecs) if len(vecs) else vecs)
+            seg_rows[at : at + len(vecs)] = np.repeat(rows, got).astype(np.int32)
+            seg_starts[at : at + len(vecs)] = starts
+            at += len(vecs)
+        if at != m:
+            raise _CatalogMoved(f"{m - at} segments are gone")
+        seg_writer.close()
+        seg_rows.flush()
+        seg_starts.flush()
+        del seg_rows, seg_starts
         norm_arrays: dict[str, Any] = {f"track_{k}": v for k, v in track_norm.to_arrays().items()}
         norm_arrays.update({f"segment_{k}": v for k, v in segment_norm.to_arrays().items()})
         np.savez(directory / "normaliser.npz", **norm_arrays)
 
-        say(f"building the {backend} track index ({len(ids)} tracks)")
+        vectors = open_matrix(directory, "vectors")
+        say(f"building the {backend} track index ({n} tracks)")
         t0 = time.perf_counter()
-        track_index = build_index(backend, np.asarray(vectors), params=dict(params) if params else None)
+        track_index = build_index(backend, vectors, params=dict(params) if params else None)
         (directory / "tracks").mkdir()
         track_index.save(directory / "tracks")
+        track_params = dict(track_index.params)
+        del track_index
         track_seconds = time.perf_counter() - t0
-        say(f"building the {backend} segment index ({len(seg_vectors)} segments)")
+        seg_vectors = open_matrix(directory, "seg_vectors")
+        say(f"building the {seg_backend} segment index ({m} segments)")
         t0 = time.perf_counter()
-        segment_index = build_index(backend, seg_vectors)
+        segment_index = build_index(seg_backend, seg_vectors)
         (directory / "segments").mkdir()
         segment_index.save(directory / "segments")
+        seg_params, seg_backend_name = dict(segment_index.params), segment_index.backend
+        del segment_index
         segment_seconds = time.perf_counter() - t0
-
         manifest = Manifest(
             backend=backend,
-            segment_backend=segment_index.backend,
+            segment_backend=seg_backend_name,
             dim=tl.dim,
             segment_dim=sl.dim,
             feature_version=FEATURE_VERSION,
-            count=int(len(ids)),
-            segment_count=int(len(seg_vectors)),
+            count=n,
+            segment_count=m,
             catalog_revision=revision,
             catalog=catalog.location,
-            params=dict(track_index.params),
-            segment_params=dict(segment_index.params),
+            params=track_params,
+            segment_params=seg_params,
             weights=dict(track_norm.weights),
             built_at=time.time(),
             build_seconds={"tracks": track_seconds, "segments": segment_seconds, "total": time.perf_counter() - started},
+            storage=storages,
+            segment_stride=stride,
         )
         (directory / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2, default=_json_default))
     except BaseException:
@@ -387,8 +532,8 @@ def load(
     arrays = np.load(directory / "normaliser.npz")
     track_norm = Normaliser.from_arrays({k[6:]: arrays[k] for k in arrays.files if k.startswith("track_")}, tl)
     segment_norm = Normaliser.from_arrays({k[8:]: arrays[k] for k in arrays.files if k.startswith("segment_")}, sl)
-    vectors = np.load(directory / "vectors.npy", mmap_mode="r")
-    seg_vectors = np.load(directory / "seg_vectors.npy", mmap_mode="r")
+    vectors = open_matrix(directory, "vectors")
+    seg_vectors = open_matrix(directory, "seg_vectors")
     if vectors.shape != (manifest.count, manifest.dim):
         raise IndexMismatchError(
             f"{directory}: vectors shape mismatch: expected {(manifest.count, manifest.dim)}, found {vectors.shape}"
@@ -400,12 +545,12 @@ def load(
         manifest=manifest,
         track_norm=track_norm,
         segment_norm=segment_norm,
-        ids=np.load(directory / "ids.npy"),
+        ids=np.load(directory / "ids.npy", mmap_mode="r"),
         vectors=vectors,
         seg_vectors=seg_vectors,
-        seg_rows=np.load(directory / "seg_rows.npy"),
-        seg_starts=np.load(directory / "seg_starts.npy"),
-        seg_offsets=np.load(directory / "seg_offsets.npy"),
+        seg_rows=np.load(directory / "seg_rows.npy", mmap_mode="r"),
+        seg_starts=np.load(directory / "seg_starts.npy", mmap_mode="r"),
+        seg_offsets=np.load(directory / "seg_offsets.npy", mmap_mode="r"),
         tracks=tracks,
         segments=segments,
     )

@@ -35,6 +35,8 @@ from typing import Any, Self
 
 import numpy as np
 
+from soundalike.index.storage import Int8Matrix
+
 logger = logging.getLogger(__name__)
 
 BACKEND = "exact"
@@ -81,7 +83,16 @@ def merge_params(
 
 
 def check_vectors(vectors: np.ndarray) -> np.ndarray:
-    """Validate a build matrix; return it as C-contiguous float32 (no copy if it already is)."""
+    """Validate a build matrix; return it as C-contiguous float32 (no copy if it already is).
+
+    A float16 array or an :class:`~soundalike.index.storage.Int8Matrix` (compact storage, see
+    :mod:`soundalike.index.storage`) is returned as it is: every reader converts the rows it reads
+    to float32, so a memory-mapped matrix is never materialised.
+    """
+    if isinstance(vectors, Int8Matrix) or (isinstance(vectors, np.ndarray) and vectors.dtype == np.float16 and vectors.ndim == 2):
+        if vectors.shape[0] == 0:
+            raise ValueError("cannot build an index of 0 vectors")
+        return vectors  # type: ignore[return-value]
     array = np.asarray(vectors)
     if array.ndim != 2:
         raise ValueError(f"vectors must be a 2-D matrix (n, dim), found shape {array.shape}")

@@ -96,6 +96,7 @@ from soundalike.index.exact import (
     rescore,
     shape_result,
 )
+from soundalike.index.storage import as_float32
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +307,8 @@ class ScannIndex:
         data = check_vectors(vectors)
         n, dim = data.shape
         p = _resolve(n, dim, params)
-        builder = _pybind().builder(data, 10, "dot_product")
+        # An int8-stored matrix is dequantised for the build only; re-scoring reads the stored rows.
+        builder = _pybind().builder(as_float32(data), 10, "dot_product")
         if p["algorithm"] == "brute_force":
             builder = builder.score_brute_force()
         else:

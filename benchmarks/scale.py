@@ -1,0 +1,585 @@
+"""A library of 10k, 100k and 1M synthetic 3-minute tracks built and served in bounded memory (issue 15).
+
+``python -m benchmarks.scale [--quick]`` (``make bench-scale`` / ``make bench-scale-quick``) writes
+``benchmarks/results/scale.md`` (``scale-quick.md`` with ``--quick``).
+
+The catalog is a stand-in that *generates* its rows (:class:`SyntheticCatalog`): raw track vectors
+and 71 segment windows per track (5-s windows every 2.5 s over 180 s) drawn from the benchmarks'
+latent model fitted on the real dev-music clips (tracks) and on their segment windows (segments),
+deterministically per block of tracks, so that the build reads it twice exactly as it reads a SQLite
+catalog and no 25 GB catalog has to sit on disk. :func:`soundalike.index.bundle.build` is run on it
+unchanged, each size in a fresh process whose resident memory (the process and its children) is
+sampled every 20 ms.
+
+For each size:
+
+* **build**: seconds, peak RSS, disk of the published index, what the rules chose;
+* **serve**: a fresh process loads the published index (what ``serve`` and the CLI do before the
+  first request) and answers a 10-s clip with segment matches through
+  :meth:`Recommender.similar_to_file` (decode, analysis, track search, segment search, ranking):
+  load seconds, p50 over 15 queries, peak RSS; a track query's p50 against exact search over the
+  same stored rows (the baseline, measured in the same process);
+* **recall@10** of track and segment search against exact float32 search over the same rows,
+  recomputed from the generator: 200 held-out tracks; 200 clip windows (a random window of a random
+  library track, jittered by 5 % of each dimension's spread, as a clip's windows never fall on the
+  catalog's grid) and, beside them, 200 jittered windows of unseen tracks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import CACHE, RESULTS, THREAD_VARIABLES
+from benchmarks.common import (
+    LatentModel,
+    Section,
+    dir_size,
+    fmt_bytes,
+    fmt_n,
+    fmt_s,
+    load_average,
+    machine_info,
+    real_features,
+    render,
+    run_job,
+    synthetic_raw,
+)
+
+SEGMENTS_PER_TRACK = 71
+"""5-s windows every 2.5 s over a 3-minute track."""
+BLOCK = 4096
+SEG_BLOCK = 1024
+QUERIES = 200
+FILE_QUERIES = 15
+SEED = 15
+FULL = (10_000, 100_000, 1_000_000)
+QUICK = (10_000, 100_000)
+MEMORY_BAR = 8 << 30
+
+
+# -- the generated catalog -------------------------------------------------------------------------
+
+
+def track_segments(model: LatentModel, tracks: int, per_track: int, *, seed: int) -> np.ndarray:
+    """Raw segment windows [shape=(tracks * per_track, dim)]: each track's windows around its own centre."""
+    rng = np.random.default_rng(seed)
+    rank, dim = model.components.shape
+    a, b = rng.integers(0, len(model.latent), (2, tracks))
+    w = rng.random((tracks, 1))
+    centres = w * model.latent[a] + (1 - w) * model.latent[b] + 0.5 * model.spread * rng.standard_normal((tracks, rank))
+    latent = np.repeat(centres, per_track, axis=0) + 0.5 * model.spread * rng.standard_normal((tracks * per_track, rank))
+    z = latent @ model.components + 0.5 * rng.standard_normal((tracks * per_track, dim))
+    return (z * model.std + model.mean).astype(np.float32)
+
+
+class SyntheticCatalog:
+    """The part of the :class:`~soundalike.catalog.Catalog` protocol a build and a query read, generated."""
+
+    def __init__(self, models: tuple[LatentModel, LatentModel], n: int, *, per_track: int = SEGMENTS_PER_TRACK) -> None:
+        self.tracks_model, self.segments_model = models
+        self.n, self.per_track = n, per_track
+        self.location = f"synthetic:{n}"
+
+    def revision(self) -> int:
+        return 1
+
+    def iter_vectors(self, feature_version: int, *, chunk: int = BLOCK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for b, start in enumerate(range(0, self.n, BLOCK)):
+            m = min(BLOCK, self.n - start)
+            raw = synthetic_raw(self.tracks_model, m, seed=SEED * 1000 + b, artists=max(8, m // 20))
+            yield np.arange(start + 1, start + m + 1, dtype=np.int64), raw
+
+    def iter_segments(self, feature_version: int, *, chunk: int = SEG_BLOCK) -> Iterator[list[Any]]:
+        from soundalike.catalog import Segments
+
+        starts = np.arange(self.per_track, dtype=np.float32) * 2.5
+        for b, start in enumerate(range(0, self.n, SEG_BLOCK)):
+            m = min(SEG_BLOCK, self.n - start)
+            raw = track_segments(self.segments_model, m, self.per_track, seed=SEED * 7000 + b)
+            yield [
+                Segments(track_id=start + i + 1, starts=starts, vectors=raw[i * self.per_track : (i + 1) * self.per_track])
+                for i in range(m)
+            ]
+
+    def get(self, track_id: int) -> Any:
+        from soundalike.catalog import OK, Track
+
+        if not 1 <= track_id <= self.n:
+            return None
+        return Track(id=int(track_id), path=f"/synthetic/{track_id:07d}.mp3", content_hash="", size=0, mtime=0.0,
+                     status=OK, duration=180.0, title=f"Track {track_id}")
+
+
+def models(cache: Path, clips: int | None = None) -> tuple[LatentModel, LatentModel]:
+    vectors, segments, _ = real_features(cache, clips)
+    return LatentModel.fit(vectors), LatentModel.fit(np.concatenate(segments))
+
+
+# -- memory over the process tree ---------------------------------------------------------------
+
+
+@contextmanager
+def tree_peak(interval: float = 0.02) -> Iterator[dict[str, int]]:
+    """Peak RSS of this process and its children while the block runs."""
+    import psutil
+
+    me = psutil.Process()
+    out = {"peak": 0}
+    stop = threading.Event()
+
+    def total() -> int:
+        rss = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                rss += child.memory_info().rss
+            except psutil.Error:
+                continue
+        return int(rss)
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            out["peak"] = max(out["peak"], total())
+
+    thread = threading.Thread(target=watch, daemon=True)
+    out["peak"] = total()
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        out["peak"] = max(out["peak"], total())
+
+
+# -- jobs (each in a fresh process) ---------------------------------------------------------------
+
+
+def build_job(job: dict[str, Any]) -> dict[str, Any]:
+    from soundalike.index import bundle
+
+    catalog = SyntheticCatalog(models(Path(job["cache"]), job.get("clips")), job["n"])
+    steps: list[tuple[float, str]] = []
+    started = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        steps.append((time.perf_counter() - started, msg))
+        print(f"[scale]   {job['n']}: {steps[-1][0]:.0f} s: {msg}", file=sys.stderr, flush=True)
+
+    with tree_peak() as mem:
+        index = bundle.build(job["folder"], catalog, backend=job.get("backend", "scann"), progress=progress)
+    seconds = time.perf_counter() - started
+    m = index.manifest
+    return {
+        "seconds": seconds, "peak": mem["peak"], "disk": dir_size(index.directory), "steps": steps,
+        "segments": m.segment_count, "segment_backend": m.segment_backend, "storage": m.storage,
+        "stride": m.segment_stride, "params": m.params, "segment_params": m.segment_params,
+        "build_seconds": m.build_seconds,
+    }
+
+
+def clip(cache: Path) -> Path:
+    """A 10-s synthetic clip (MP3-free WAV, so decoding is cheap and constant)."""
+    import soundfile
+
+    from soundalike import synth
+
+    path = cache / "scale-clip-10s.wav"
+    if not path.is_file():
+        spec = synth.library_specs(keys=("C",), duration=10.0)[3]
+        soundfile.write(path, synth.render(spec), 22050)
+    return path
+
+
+def serve_job(job: dict[str, Any]) -> dict[str, Any]:
+    from soundalike.index import bundle
+    from soundalike.index.exact import exact_search
+    from soundalike.recommend import Recommender
+
+    catalog = SyntheticCatalog(models(Path(job["cache"]), job.get("clips")), job["n"])
+    with tree_peak() as mem:
+        t0 = time.perf_counter()
+        index = bundle.load(job["folder"])
+        load_s = time.perf_counter() - t0
+        rec = Recommender(catalog, index)  # type: ignore[arg-type]
+        path = clip(Path(job["cache"]))
+        first = time.perf_counter()
+        rec.similar_to_file(path, k=10, segments=True)
+        first_s = time.perf_counter() - first
+        times = []
+        for _ in range(FILE_QUERIES):
+            t0 = time.perf_counter()
+            rec.similar_to_file(path, k=10, segments=True)
+            times.append(time.perf_counter() - t0)
+        q = np.asarray(index.vectors[np.random.default_rng(1).choice(index.count, 20, replace=False)])
+        track_times, exact_times = [], []
+        for row in q:
+            t0 = time.perf_counter()
+            index.tracks.query(row, 10)
+            track_times.append(time.perf_counter() - t0)
+        for row in q[:5]:
+            t0 = time.perf_counter()
+            exact_search(index.vectors, row[None, :], 10)
+            exact_times.append(time.perf_counter() - t0)
+    return {
+        "load": load_s, "first": first_s, "p50": statistics.median(times), "peak": mem["peak"],
+        "track_p50": statistics.median(track_times), "exact_p50": statistics.median(exact_times),
+    }
+
+
+def _merge(best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, offset: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    kk = min(k, scores.shape[1])
+    top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    pos = np.concatenate([best[0], top + offset], axis=1)
+    sc = np.concatenate([best[1], np.take_along_axis(scores, top, axis=1)], axis=1)
+    keep = np.argsort(-sc, axis=1)[:, :k]
+    return np.take_along_axis(pos, keep, axis=1), np.take_along_axis(sc, keep, axis=1)
+
+
+def recall_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Recall@10 of the published index against exact float32 search over regenerated rows."""
+    from soundalike.index import bundle
+
+    k = 10
+    mods = models(Path(job["cache"]), job.get("clips"))
+    catalog = SyntheticCatalog(mods, job["n"])
+    index = bundle.load(job["folder"])
+    rng = np.random.default_rng(3)
+    # Track queries: held-out tracks from the same model. Segment queries: clip windows, i.e. windows
+    # of library tracks jittered (a clip never falls on the catalog's grid), and windows of unseen
+    # tracks (their neighbours are spread more thinly: a harder case, reported beside).
+    q_tracks = index.track_norm.transform(synthetic_raw(mods[0], QUERIES, seed=99_991))
+    held = track_segments(mods[1], QUERIES, 1, seed=99_992)
+    jitter = 0.05 * held.std(axis=0)
+    q_unseen = index.segment_norm.transform(held + jitter * rng.standard_normal(held.shape).astype(np.float32))
+    picks = set(rng.choice(job["n"], QUERIES, replace=False).tolist())
+    clip_raw = []
+    for batch in catalog.iter_segments(1):
+        for s in batch:
+            if s.track_id - 1 in picks:
+                clip_raw.append(s.vectors[rng.integers(0, len(s.vectors))])
+    clip_arr = np.stack(clip_raw)
+    q_clips = index.segment_norm.transform(clip_arr + jitter * rng.standard_normal(clip_arr.shape).astype(np.float32))
+    q_segs = np.concatenate([q_clips, q_unseen])
+    empty = (np.zeros((QUERIES, 0), np.int64), np.zeros((QUERIES, 0), np.float32))
+    t_best = empty
+    s_best = (np.zeros((len(q_segs), 0), np.int64), np.zeros((len(q_segs), 0), np.float32))
+    row = 0
+    for _ids, raw in catalog.iter_vectors(1):
+        x = index.track_norm.transform(raw)
+        t_best = _merge(t_best, q_tracks @ x.T, row, k)
+        row += len(x)
+    stride = index.manifest.segment_stride
+    seg_row = 0
+    for batch in catalog.iter_segments(1):
+        x = index.segment_norm.transform(np.concatenate([s.vectors[::stride] for s in batch]))
+        s_best = _merge(s_best, q_segs @ x.T, seg_row, k)
+        seg_row += len(x)
+    found_t, _ = index.tracks.query(q_tracks, k)
+    found_s, _ = index.segments.query(q_segs, k)
+
+    def recall(found: np.ndarray, truth: np.ndarray) -> float:
+        return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth, strict=True)]))
+
+    c = len(q_clips)
+    return {
+        "tracks": recall(found_t, t_best[0]), "segments": recall(found_s[:c], s_best[0][:c]),
+        "segments_unseen": recall(found_s[c:], s_best[0][c:]), "checked_rows": seg_row,
+    }
+
+
+# -- the section -----------------------------------------------------------------------------------
+
+
+def run(cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = None) -> Section:
+    section = Section(
+        title="Scale: 10k / 100k / 1M synthetic 3-minute tracks (issue 15)",
+        intro=__doc__.split("\n\n", 1)[1] if __doc__ else "",
+    )
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        folder = work / f"lib-{n}"
+        print(f"[scale] {n}: build", file=sys.stderr, flush=True)
+        b = run_job(build_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips})
+        print(f"[scale] {n}: built in {b['seconds']:.0f} s, peak {fmt_bytes(b['peak'])}; serve", file=sys.stderr, flush=True)
+        s = run_job(serve_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips})
+        print(f"[scale] {n}: p50 {s['p50'] * 1e3:.0f} ms; recall", file=sys.stderr, flush=True)
+        r = run_job(recall_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips})
+        rows.append({"n": n, "build": b, "serve": s, "recall": r})
+        section.raw[str(n)] = rows[-1]
+        print(f"[scale] {n}: {r}", file=sys.stderr, flush=True)
+    curve = section.table(
+        "The curve: cost against library size",
+        ["tracks", "segments indexed", "build", "peak RSS (build)", "index on disk", "load (serve ready)",
+         "file query p50", "peak RSS (serve)", "track query p50 (exact on the same rows)", "recall@10 tracks",
+         "recall@10 segments: clips (unseen tracks' windows)"],
+    )
+    for row in rows:
+        b, s, r = row["build"], row["serve"], row["recall"]
+        curve.add(
+            fmt_n(row["n"]), f"{fmt_n(b['segments'])} (every {b['stride']} window)", fmt_s(b["seconds"]), fmt_bytes(b["peak"]),
+            fmt_bytes(b["disk"]), fmt_s(s["load"]), f"{s['p50'] * 1e3:.0f} ms", fmt_bytes(s["peak"]),
+            f"{s['track_p50'] * 1e3:.1f} ms ({s['exact_p50'] * 1e3:.0f} ms, {s['exact_p50'] / max(s['track_p50'], 1e-9):.0f}×)",
+            f"{r['tracks']:.3f}", f"{r['segments']:.3f} ({r['segments_unseen']:.3f})",
+        )
+    chosen = section.table("What the rules chose", ["tracks", "storage", "track index", "segment index", "build seconds (tracks / segments / total)"])
+    for row in rows:
+        b = row["build"]
+        chosen.add(
+            fmt_n(row["n"]), f"tracks {b['storage']['tracks']}, segments {b['storage']['segments']}",
+            f"scann {b['params'].get('algorithm')}", f"{b['segment_backend']} {b['segment_params'].get('algorithm', '')}",
+            " / ".join(f"{b['build_seconds'].get(x, 0):.0f}" for x in ("tracks", "segments", "total")),
+        )
+    biggest = rows[-1]
+    n = biggest["n"]
+    met = n >= 1_000_000
+    from benchmarks.common import Target
+
+    section.targets += [
+        Target(f"peak RSS ≤ 8 GB, build and query ({fmt_n(n)} tracks)",
+               f"build {fmt_bytes(biggest['build']['peak'])}, serve {fmt_bytes(biggest['serve']['peak'])}",
+               (max(biggest["build"]["peak"], biggest["serve"]["peak"]) <= MEMORY_BAR) if met else None,
+               "" if met else "1M not run in this mode"),
+        Target(f"recall@10 ≥ 0.95 tracks and segments ({fmt_n(n)})",
+               f"{biggest['recall']['tracks']:.3f} / {biggest['recall']['segments']:.3f}",
+               min(biggest["recall"]["tracks"], biggest["recall"]["segments"]) >= 0.95),
+        Target(f"file query p50 ≤ 100 ms ({fmt_n(n)})", f"{biggest['serve']['p50'] * 1e3:.0f} ms",
+               biggest["serve"]["p50"] <= 0.1 if met else None, "" if met else "1M not run in this mode"),
+        Target(f"serve ready ≤ 10 s ({fmt_n(n)})", fmt_s(biggest["serve"]["load"]),
+               biggest["serve"]["load"] <= 10 if met else None, "" if met else "1M not run in this mode"),
+    ]
+    section.notes.append(_plot(rows))
+    return section
+
+
+# -- the anchors: ScaNN and faiss on the same track vectors --------------------------------------
+
+ANCHORS: dict[str, tuple[dict[str, Any], str, list[Any]]] = {
+    "ScaNN tree + AH (default)": ({}, "leaves_to_search", [0.5, 1, 2, 4]),
+    "faiss IVF-PQ (4-bit fast scan)": ({"algorithm": "ivf_pq4"}, "nprobe", [8, 16, 32, 64, 128]),
+    "faiss HNSW32 (8-bit rows)": ({"algorithm": "hnsw"}, "ef_search", [16, 32, 64, 128, 256]),
+}
+"""Name → (build parameters, the query knob, its values; ScaNN's are multiples of its rule's value)."""
+TARGET_RECALL = 0.95
+
+
+def anchor_data_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Write the normalised float32 track vectors, held-out queries and their exact top 10."""
+    from soundalike.features import track_layout
+    from soundalike.features.normalise import Normaliser
+    from soundalike.index.exact import exact_search
+
+    mods = models(Path(job["cache"]), job.get("clips"))
+    catalog = SyntheticCatalog(mods, job["n"])
+    norm = Normaliser.fit((raw for _ids, raw in catalog.iter_vectors(1)), track_layout(), {})
+    folder = Path(job["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+", dtype=np.float32, shape=(job["n"], track_layout().dim))
+    row = 0
+    for _ids, raw in catalog.iter_vectors(1):
+        out[row : row + len(raw)] = norm.transform(raw)
+        row += len(raw)
+    out.flush()
+    queries = norm.transform(synthetic_raw(mods[0], QUERIES, seed=99_991))
+    np.save(folder / "queries.npy", queries)
+    np.save(folder / "truth.npy", exact_search(out, queries, 10)[0])
+    return {"rows": row}
+
+
+def anchor_job(job: dict[str, Any]) -> dict[str, Any]:
+    from soundalike.index import build_index
+
+    folder = Path(job["folder"])
+    vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+    queries, truth = np.load(folder / "queries.npy"), np.load(folder / "truth.npy")
+    backend = "scann" if job["name"].startswith("ScaNN") else "faiss"
+    build_params, knob, values = ANCHORS[job["name"]]
+    with tree_peak() as mem:
+        t0 = time.perf_counter()
+        index = build_index(backend, vectors, params=dict(build_params) or None)
+        build_s = time.perf_counter() - t0
+        base = index.params.get(knob)
+        points = []
+        for value in values:
+            v = max(1, round(value * base)) if backend == "scann" else value
+            if backend == "scann" and v > index.params["num_leaves"]:
+                continue
+            index.params[knob] = v
+            index.query(queries[:5], 10)
+            t0 = time.perf_counter()
+            found = np.stack([index.query(q, 10)[0] for q in queries])
+            seconds = time.perf_counter() - t0
+            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)]))
+            points.append({"knob": f"{knob}={v}", "recall": recall, "qps": len(queries) / seconds})
+    return {"build": build_s, "peak": mem["peak"], "points": points}
+
+
+def run_anchors(cache: Path, sizes: tuple[int, ...], *, work: Path, section: Section, clips: int | None = None) -> None:
+    table = section.table(
+        "Anchors: the same normalised track vectors, each library's cheapest setting reaching recall@10 ≥ 0.95",
+        ["tracks", "index", "setting", "recall@10", "queries/s (1 thread, one at a time)", "× ScaNN", "peak RSS (build + queries)", "build"],
+    )
+    for n in sizes:
+        folder = work / f"anchors-{n}"
+        print(f"[scale] anchors {n}: data", file=sys.stderr, flush=True)
+        run_job(anchor_data_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips})
+        results = {}
+        for name in ANCHORS:
+            print(f"[scale] anchors {n}: {name}", file=sys.stderr, flush=True)
+            try:
+                results[name] = run_job(anchor_job, {"name": name, "folder": str(folder)})
+            except Exception as exc:  # one library failing must not lose the others' figures
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        section.raw[f"anchors-{n}"] = results
+        best = {name: _cheapest(r) for name, r in results.items()}
+        scann = best.get("ScaNN tree + AH (default)")
+        for name, r in results.items():
+            if "error" in r:
+                table.add(fmt_n(n), name, r["error"], "", "", "", "", "")
+                continue
+            point = best[name]
+            if point is None:
+                top = max(r["points"], key=lambda p: p["recall"])
+                table.add(fmt_n(n), name, f"none reaches 0.95 (best {top['knob']})", f"{top['recall']:.3f}",
+                          f"{top['qps']:.0f}", "", fmt_bytes(r["peak"]), fmt_s(r["build"]))
+                continue
+            ratio = f"{point['qps'] / scann['qps']:.2f}×" if scann else ""
+            table.add(fmt_n(n), name, point["knob"], f"{point['recall']:.3f}", f"{point['qps']:.0f}", ratio,
+                      fmt_bytes(r["peak"]), fmt_s(r["build"]))
+
+
+def _cheapest(result: dict[str, Any]) -> dict[str, Any] | None:
+    good = [p for p in result.get("points", []) if p["recall"] >= TARGET_RECALL]
+    return max(good, key=lambda p: p["qps"]) if good else None
+
+
+# -- the segment density rule: clip identification with catalog windows every 2.5 s and every 5 s ---
+
+
+def density_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Identify 10-s clips cut at off-grid times from synthesised 40-s tracks, with stride 1 and 2."""
+    import soundfile
+
+    from soundalike import synth
+    from soundalike.catalog.sqlite import SQLiteCatalog
+    from soundalike.index import bundle
+    from soundalike.ingest import SerialRunner, ingest
+    from soundalike.recommend import Recommender
+
+    work = Path(job["folder"])
+    music = work / "music"
+    written = synth.write_library(music, synth.library_specs(keys=("C", "A"), duration=40.0)[: job["tracks"]], formats=("wav",))
+    catalog = SQLiteCatalog(work / "catalog.sqlite")
+    ingest([music], catalog, runner=SerialRunner())
+    rng = np.random.default_rng(5)
+    clips = []
+    for i, (path, _spec) in enumerate(written):
+        audio, rate = soundfile.read(path, dtype="float32")
+        offset = float(rng.uniform(0.3, 29.7))
+        clip_path = work / f"clip-{i}.wav"
+        soundfile.write(clip_path, audio[int(offset * rate) : int((offset + 10.0) * rate)], rate)
+        clips.append((clip_path, str(path), offset))
+    out: dict[str, Any] = {}
+    for stride in (1, 2):
+        index = bundle.build(work / f"lib-{stride}", catalog, backend="exact", segment_stride=stride)
+        rec = Recommender(catalog, index)
+        top1 = located = 0
+        errors, best = [], []
+        for clip_path, source, offset in clips:
+            r = rec.similar_to_file(clip_path, k=5, segments=True)
+            top1 += r.results[0].track.path == source
+            match = max(r.segment_matches, key=lambda m: m.similarity)
+            best.append(match.similarity)
+            if match.track.path == source:
+                located += 1
+                errors.append(abs(match.track_start - (offset + match.query_start)))
+        out[str(stride)] = {
+            "segments": len(index.seg_vectors), "top1": top1 / len(clips), "located": located / len(clips),
+            "offset_error": float(np.median(errors)) if errors else float("nan"), "best_similarity": float(np.mean(best)),
+        }
+    return out
+
+
+def run_density(section: Section, *, work: Path, tracks: int = 40) -> None:
+    print("[scale] density rule", file=sys.stderr, flush=True)
+    result = run_job(density_job, {"folder": str(work / "density"), "tracks": tracks})
+    section.raw["density"] = result
+    table = section.table(
+        f"Segment density: {tracks} synthesised 40-s tracks, one 10-s clip of each cut at a random off-grid time, "
+        "queried with windows every 0.5 s",
+        ["catalog windows indexed", "segments", "top-1 track", "best segment match on the source track",
+         "median offset error of that match", "mean best-segment similarity"],
+    )
+    for stride, label in (("1", "every 2.5 s (stride 1)"), ("2", "every 5 s (stride 2)")):
+        r = result[stride]
+        table.add(label, fmt_n(r["segments"]), f"{r['top1']:.3f}", f"{r['located']:.3f}", f"{r['offset_error']:.2f} s",
+                  f"{r['best_similarity']:.3f}")
+
+
+def _plot(rows: list[dict[str, Any]]) -> str:
+    """A text plot of the curve (log-log slopes between sizes say how each cost grows)."""
+    lines = ["**Growth between sizes** (cost ratio for a 10× larger library; 10× = linear):", ""]
+    lines.append("| from → to | build | peak RSS (build) | disk | file query p50 | load |")
+    lines.append("|---|---|---|---|---|---|")
+    for a, b in zip(rows, rows[1:], strict=False):
+        def ratio(get: Any, a: dict[str, Any] = a, b: dict[str, Any] = b) -> str:
+            return f"{get(b) / max(get(a), 1e-12):.1f}×"
+
+        lines.append(
+            f"| {fmt_n(a['n'])} → {fmt_n(b['n'])} | {ratio(lambda r: r['build']['seconds'])} | "
+            f"{ratio(lambda r: r['build']['peak'])} | {ratio(lambda r: r['build']['disk'])} | "
+            f"{ratio(lambda r: r['serve']['p50'])} | {ratio(lambda r: r['serve']['load'])} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10k and 100k only (minutes)")
+    parser.add_argument("--sizes", default=None, help="comma-separated sizes (overrides the mode)")
+    parser.add_argument("--work", default=None, help="folder for the libraries (default: a temporary folder)")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--no-curve", action="store_true", help="skip the 10k/100k/1M library builds")
+    parser.add_argument("--no-anchors", action="store_true", help="skip the ScaNN/faiss comparison")
+    parser.add_argument("--no-density", action="store_true", help="skip the segment density measurement")
+    parser.add_argument("--anchor-sizes", default=None, help="sizes of the ScaNN/faiss comparison (default: the same)")
+    args = parser.parse_args(argv)
+    sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else (QUICK if args.quick else FULL)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="soundalike-scale-", dir=args.work) as work:
+        if args.no_curve:
+            section = Section(title="Scale (issue 15): anchors and segment density")
+        else:
+            section = run(CACHE, sizes, work=Path(work))
+        if not args.no_anchors:
+            anchor_sizes = tuple(int(x) for x in args.anchor_sizes.split(",")) if args.anchor_sizes else sizes
+            run_anchors(CACHE, anchor_sizes, work=Path(work), section=section)
+        if not args.no_density:
+            run_density(section, work=Path(work))
+    section.seconds = time.perf_counter() - started
+    machine["load_after"] = load_average()
+    text = render([section], machine, mode="quick" if args.quick else "full", seconds=section.seconds)
+    out = Path(args.out) if args.out else RESULTS / ("scale-quick.md" if args.quick else "scale.md")
+    out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
