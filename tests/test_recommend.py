@@ -111,7 +111,7 @@ def test_json_has_exactly_the_documented_shape(synth_library, recommender):
 
 
 def test_similarity_blends_the_mean_of_aspects_with_the_windows_and_matches_distance(synth_library, recommender):
-    from soundalike.recommend import WINDOW_WEIGHT
+    from soundalike.windows import WINDOW_WEIGHT
 
     result = recommender.similar_to_track(synth_library.catalog.tracks()[5].id, k=5)
     for r in result.results:

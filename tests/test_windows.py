@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from soundalike.recommend import window_scores
+from soundalike.windows import window_scores
 
 
 def _reference(query: np.ndarray, tracks: list[np.ndarray]) -> tuple[list[float], list[float], list[float]]:

@@ -92,3 +92,11 @@ class TuneError(SoundalikeError):
 
 class ClusterError(SoundalikeError):
     """The Dask cluster cannot be started, reached or used."""
+
+
+class ModelError(SoundalikeError):
+    """A shipped model file is missing, altered or cannot be loaded."""
+
+
+class RadioError(SoundalikeError):
+    """A radio or path request that cannot be answered (bad drift, unknown weights, too few tracks)."""

@@ -268,6 +268,19 @@ class Library:
         """The published index as it is (another process may have just published it)."""
         return bundle.load(self.folder)
 
+    def published_dir(self) -> Path | None:
+        """The folder of the published index, or None."""
+        return bundle.current_dir(self.folder)
+
+    def published_stamp(self) -> tuple[int, int, int] | None:
+        """Identity of the pointer to the published index (inode, mtime, size): it changes when
+        another process publishes a new index."""
+        try:
+            st = (self.folder / bundle.POINTER).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     def recommender(self, index: LibraryIndex | None = None) -> Recommender:
         """A recommender over ``index`` (default: :meth:`index`, rebuilt if needed)."""
         return Recommender(self.catalog, index or self.index().index, max_duration=self.settings.max_duration)

@@ -46,11 +46,11 @@ import numpy as np
 
 from soundalike.catalog import OK, Track
 from soundalike.copies import WINDOW_COS, align
-from soundalike.errors import SoundalikeError
+from soundalike.errors import RadioError
 from soundalike.features import ASPECTS, HOP_S, QUERY_HOP_S
 from soundalike.features.normalise import Normaliser
 from soundalike.index.bundle import LibraryIndex
-from soundalike.recommend import WINDOW_WEIGHT, rescaled_window_similarity, window_scores
+from soundalike.windows import WINDOW_WEIGHT, rescaled_window_similarity, window_scores
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,6 @@ __all__ = [
     "seed_from_file",
     "seed_from_track",
 ]
-
-
-class RadioError(SoundalikeError):
-    """A radio or path request that cannot be answered (bad drift, unknown weights, too few tracks)."""
 
 
 @dataclass(frozen=True)

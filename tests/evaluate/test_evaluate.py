@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from soundalike import evaluate as ev
 from soundalike.cli import main
 from soundalike.labels import LabelError, labels_from_csv
-from soundalike.recommend import WINDOW_WEIGHT, window_similarities
+from soundalike.windows import WINDOW_WEIGHT, window_similarities
 
 CHANCE_P10 = 9 / 39
 

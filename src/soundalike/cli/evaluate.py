@@ -157,7 +157,7 @@ def sample(fma_metadata: Path, audio_dir: Path, by: str, n: int, out: Path, seed
 
 def _fusion(index: Any) -> str:
     """How the aspects combine into `all` for this library (weights and the windows' share)."""
-    from soundalike.recommend import WINDOW_WEIGHT
+    from soundalike.windows import WINDOW_WEIGHT
 
     weights = {f: w for f, w in index.track_norm.weights.items() if w > 0}
     total = sum(weights.values())

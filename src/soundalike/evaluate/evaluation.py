@@ -21,7 +21,7 @@ from soundalike.evaluate.tuning import Progress, noop
 from soundalike.index import build_index
 from soundalike.index.bundle import LibraryIndex
 from soundalike.labels import LabelSet
-from soundalike.recommend import WINDOW_WEIGHT, window_similarities
+from soundalike.windows import WINDOW_WEIGHT, window_similarities
 
 WINDOW_EVAL_MAX = 3000
 """Most labelled tracks whose window-set similarities are computed for every pair (the cost grows

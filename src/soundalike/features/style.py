@@ -41,7 +41,7 @@ import scipy.fft
 import scipy.signal
 import soxr
 
-from soundalike.errors import SoundalikeError
+from soundalike.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,6 @@ _INPUT, _EMBEDDING, _TAGGRAM = "mel", "embedding", "taggram"
 # as it would in the whole signal (measured: 256 already gives the whole signal's samples ± 2e-7).
 _RESAMPLE_MARGIN = 512
 _RESAMPLE_QUALITY = "HQ"  # what librosa.load(sr=16000) uses (res_type "soxr_hq"), as musicnn does
-
-
-class ModelError(SoundalikeError):
-    """A shipped model file is missing, altered or cannot be loaded."""
 
 
 def _models() -> Any:

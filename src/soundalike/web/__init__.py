@@ -141,10 +141,13 @@ def create_app(
         catalog = library.catalog
         if isinstance(index, _Unset):
             index = _load_index(library)
+    watched = library
+    if watched is None and app.config["SOUNDALIKE_LIBRARY"] is not None:  # a test's own catalog and index
+        watched = Library(load_settings({"library": app.config["SOUNDALIKE_LIBRARY"]}), catalog)
     live = LiveIndex(
         catalog,
         index,
-        library=app.config["SOUNDALIKE_LIBRARY"],
+        library=watched,
         max_duration=float(app.config["SOUNDALIKE_MAX_DURATION"]),
         check_every=float(app.config["SOUNDALIKE_INDEX_CHECK_S"]),
     )

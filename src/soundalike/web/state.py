@@ -8,18 +8,16 @@ is *which* index is current, and that is one reference swapped under a lock.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from soundalike.catalog import Catalog
 from soundalike.errors import SoundalikeError
-from soundalike.index import bundle
 from soundalike.index.bundle import LibraryIndex
+from soundalike.library import Library
 from soundalike.recommend import Recommendations, Recommender
 
 log = logging.getLogger(__name__)
@@ -38,8 +36,8 @@ class LiveIndex:
     catalog : Catalog
     index : LibraryIndex or None
         The index loaded at start-up; None for a library with nothing analysed yet.
-    library : path-like or None
-        The library folder to watch; None disables watching.
+    library : Library or None
+        The library whose published index is watched; None disables watching.
     max_duration : float
         Longest query file accepted, in seconds.
     check_every : float
@@ -51,12 +49,12 @@ class LiveIndex:
         catalog: Catalog,
         index: LibraryIndex | None,
         *,
-        library: str | os.PathLike[str] | None,
+        library: Library | None,
         max_duration: float,
         check_every: float = 1.0,
     ) -> None:
         self.catalog = catalog
-        self.library = Path(library) if library is not None else None
+        self.library = library
         self.max_duration = max_duration
         self.check_every = check_every
         self._lock = threading.Lock()
@@ -68,13 +66,7 @@ class LiveIndex:
         return Recommender(self.catalog, index, max_duration=self.max_duration)
 
     def _pointer_stamp(self) -> tuple[int, int, int] | None:
-        if self.library is None:
-            return None
-        try:
-            st = (self.library / bundle.POINTER).stat()
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return self.library.published_stamp() if self.library is not None else None
 
     def get(self) -> Recommender | None:
         """The recommender to use for this request (None while the library has no index)."""
@@ -92,13 +84,13 @@ class LiveIndex:
             stamp = self._pointer_stamp()
             if stamp == self._stamp:
                 return
-            published = bundle.current_dir(self.library)
+            published = self.library.published_dir()
             current = self._current.index.directory if self._current is not None else None
             if published is None or published == current:
                 self._stamp = stamp
                 return
             try:
-                index = bundle.load(self.library)
+                index = self.library.load_published()
             except (SoundalikeError, OSError, ValueError) as exc:
                 # Keep serving the old index; the stamp is not recorded, so the next check retries.
                 log.warning("%s: cannot load the newly published index (%s); keeping the current one", published, exc)
