@@ -1,4 +1,5 @@
-"""Playlist files any player reads: M3U8 (extended M3U, UTF-8) and XSPF.
+"""Playlists: their records (seeds, spacing rule, entries) and the files any player reads, M3U8
+(extended M3U, UTF-8) and XSPF. :mod:`soundalike.radio` makes them.
 
 Paths in an M3U8 are relative to the playlist's folder when the playlist sits inside the library's
 music root (the folder holding every track, or the root given), so the folder can move as a whole;
@@ -11,9 +12,144 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from soundalike.catalog import Track
+from soundalike.errors import RadioError
+
+SPREAD_KINDS = ("artist", "album", "folder")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """No two tracks with the same ``kind`` (artist, album or folder) within ``within`` places."""
+
+    kind: str
+    within: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in SPREAD_KINDS:
+            raise RadioError(f"spread: unknown kind {self.kind!r}; expected one of {', '.join(SPREAD_KINDS)}")
+        if self.within < 1:
+            raise RadioError(f"spread: the distance must be at least 1, got {self.within}")
+
+    def key(self, track: Track) -> str | None:
+        """What two tracks must not share (None: the track has no such tag and is never held back)."""
+        if self.kind == "folder":
+            return os.path.dirname(track.path)
+        if self.kind == "artist":
+            return track.artist.strip().casefold() if track.artist and track.artist.strip() else None
+        if not track.album or not track.album.strip():
+            return None
+        return f"{(track.artist or '').strip().casefold()}\x00{track.album.strip().casefold()}"
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Where a radio starts: a catalog track, or an audio file that need not be in the library.
+
+    Attributes
+    ----------
+    vector : np.ndarray [shape=(dim,)]
+        Normalised track vector (``aspect="all"``).
+    label : str
+        How to name the seed.
+    track : Track or None
+        The catalog track, when the seed is one.
+    row : int or None
+        Its row in the index.
+    segments, segment_starts : np.ndarray or None
+        Normalised segment vectors and start times of a file seed (to recognise its copies).
+    """
+
+    vector: np.ndarray
+    label: str
+    track: Track | None = None
+    row: int | None = None
+    segments: np.ndarray | None = None
+    segment_starts: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.track is None:
+            return {"type": "file", "path": self.label}
+        return {
+            "type": "track",
+            "track_id": self.track.id,
+            "path": self.track.display_path,
+            "title": self.track.title,
+            "artist": self.track.artist,
+        }
+
+
+@dataclass(frozen=True)
+class PlaylistEntry:
+    """One track of a playlist.
+
+    Attributes
+    ----------
+    position : int
+        1-based.
+    track : Track
+    to_previous : float
+        Similarity ``(1 + c) / 2`` to the track before (the last seed for the first track).
+    to_seeds : float
+        Mean similarity to the seeds (for a path: to the target point of this step).
+    distance : float
+        ``sqrt(2 − 2c)`` to the track before, over all families (what smoothness is measured in).
+    relaxed : bool
+        The spacing rule could not be kept for this place.
+    """
+
+    position: int
+    track: Track
+    to_previous: float
+    to_seeds: float
+    distance: float
+    relaxed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.track
+        return {
+            "position": self.position,
+            "track_id": t.id,
+            "path": t.display_path,
+            "title": t.title,
+            "artist": t.artist,
+            "album": t.album,
+            "duration": None if t.duration is None else round(t.duration, 3),
+            "to_previous": round(self.to_previous, 6),
+            "to_seeds": round(self.to_seeds, 6),
+            "distance": round(self.distance, 6),
+            "relaxed": self.relaxed,
+        }
+
+
+@dataclass(frozen=True)
+class Playlist:
+    """A radio or a path: the seeds, how it was made, and the tracks in order."""
+
+    kind: str  # "radio" or "path"
+    seeds: list[Seed]
+    entries: list[PlaylistEntry]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tracks(self) -> list[Track]:
+        return [e.track for e in self.entries]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "seeds": [s.to_dict() for s in self.seeds],
+            "options": dict(self.options),
+            "tracks": [e.to_dict() for e in self.entries],
+        }
+
+
 
 __all__ = ["common_root", "entry_location", "m3u8_text", "write_m3u8", "write_xspf", "xspf_text"]
 

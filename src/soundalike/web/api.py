@@ -69,6 +69,15 @@ def upload_label(upload: FileStorage) -> str:
     return name or "upload"
 
 
+def read_upload(upload: FileStorage) -> tuple[bytes, str]:
+    """The upload's bytes (its spool file closed) and the label to name it by in messages."""
+    label = upload_label(upload)
+    try:
+        return upload.stream.read(), label
+    finally:
+        upload.close()
+
+
 def analyse_upload(
     upload: FileStorage, *, k: int, aspect: str, segments: bool
 ) -> tuple[Recommendations, bytes, str, float]:
@@ -86,11 +95,7 @@ def analyse_upload(
     """
     state = shared()
     rec = recommender()
-    label = upload_label(upload)
-    try:
-        data = upload.stream.read()
-    finally:
-        upload.close()
+    data, label = read_upload(upload)
     started = time.perf_counter()
     with state.gate.turn():
         result = rec.similar_to_file(

@@ -17,7 +17,7 @@ from werkzeug.exceptions import BadRequest
 
 from soundalike.radio import SPREAD_KINDS, Playlist, Spread, make_radio, seed_from_file
 from soundalike.vocabulary import ASPECTS, FAMILIES
-from soundalike.web.api import analysed_track, upload_from_request, upload_label
+from soundalike.web.api import analysed_track, read_upload, upload_from_request
 from soundalike.web.common import parse_aspect, parse_int, recommender, shared
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,7 @@ def radio_from_upload() -> Response:
     seeds = _seeds(request.form.getlist("seed"))
     state = shared()
     rec = recommender()
-    label = upload_label(upload)
-    try:
-        data = upload.stream.read()
-    finally:
-        upload.close()
+    data, label = read_upload(upload)
     started = time.perf_counter()
     with state.gate.turn():
         clip = seed_from_file(rec.index, data, max_duration=rec.max_duration, name=label, truncate_to=state.analysed_s)
