@@ -34,7 +34,7 @@ def test_environment_names_the_library(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('index = "faiss"\n', "unknown backend 'faiss'"),
+        ('index = "hnswlib"\n', "unknown backend 'hnswlib'"),
         ("workers = 0\n", "at least 1"),
         ("colour = 1\n", "unknown settings"),
         ("[weights]\nmood = 1\n", "unknown families"),
