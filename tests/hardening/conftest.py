@@ -13,7 +13,8 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +42,19 @@ def copy_catalog(source: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(source) as src, sqlite3.connect(dest) as dst:
         src.backup(dst)
+
+
+@contextmanager
+def serve_copy(catalog: Path, library: Path, *args: str) -> Iterator[Any]:
+    """A real ``soundalike serve`` (with ``args``) on a copy of ``catalog`` in ``library``; its log
+    must hold no traceback when it stops."""
+    from benchmarks.endtoend import Server
+
+    copy_catalog(catalog, library / "catalog.sqlite")
+    with Server(library, *args, log=library / "serve.log") as server:
+        yield server
+        log = server.stop()
+    assert "Traceback" not in log, log[-3000:]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
