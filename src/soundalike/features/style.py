@@ -130,6 +130,9 @@ def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODE
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # No memory arena: it keeps the largest activations of any run for the process's lifetime (a
+    # server analysing 8 long uploads, 2 at a time, peaked at 1.72-1.90 GB with it, 1.31-1.46 GB without)
+    options.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
