@@ -40,8 +40,15 @@ class StandInCatalog(MongoCatalog):
 
     def _bulk_write(self, ops: list[Any]) -> None:
         # mongomock 4.3's bulk_write does not accept the operation objects of pymongo 4.9+
+        from pymongo import ReplaceOne, UpdateOne
+
         for op in ops:
-            self._tracks.replace_one(op._filter, op._doc, upsert=op._upsert)
+            if isinstance(op, ReplaceOne):
+                self._tracks.replace_one(op._filter, op._doc, upsert=op._upsert)
+            elif isinstance(op, UpdateOne):
+                self._tracks.update_one(op._filter, op._doc, upsert=bool(op._upsert))
+            else:
+                raise TypeError(f"the stand-in cannot bulk-write {type(op).__name__}")
 
 
 def register() -> None:

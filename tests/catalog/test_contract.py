@@ -159,6 +159,13 @@ def test_search_matches_tags_and_paths_and_paginates(catalog):
     assert total == 3 and [t.id for t in rows] == [t.id for t in page]
 
 
+def test_search_wants_the_substring_not_only_its_pieces(catalog):
+    # "Abc Bcd" holds every trigram of "abcd" (abc, bcd) but not "abcd" itself.
+    catalog.write([ok_record("/music/x.mp3", 1, title="Abc Bcd"), ok_record("/music/y.mp3", 2, title="xABCDx")])
+    assert [t.path for t in catalog.tracks(query="abcd")] == ["/music/y.mp3"]
+    assert catalog.count(query="bc") == 2  # shorter than a trigram: matched all the same
+
+
 def test_file_states_describe_every_path(catalog):
     catalog.write([ok_record("/music/a.mp3", 1), failed_record("/music/bad.mp3")])
     states = catalog.file_states()

@@ -43,7 +43,8 @@ from soundalike.vocabulary import display_path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first; 2 (issue 15): ``grams``, the trigrams searched by an index instead of a scan."""
 DEFAULT_DATABASE = "soundalike"
 
 _TRACK_FIELDS = (
@@ -52,6 +53,24 @@ _TRACK_FIELDS = (
 )  # fmt: skip
 _TRACK_PROJECTION = {name: 1 for name in _TRACK_FIELDS} | {"_id": 0}
 _SEARCHED = ("title", "artist", "album", "genre", "path_text")
+TRIGRAM = 3
+"""Searches of at least this many characters are answered from the ``grams`` index (shorter ones
+scan, as SQLite's trigram index does)."""
+_MIGRATION_BATCH = 1000
+
+
+def trigrams(texts: Iterable[str | None]) -> list[str]:
+    """The distinct lower-case trigrams of each text (none spanning two texts), sorted.
+
+    A track's ``grams`` hold those of its searched fields; a search for ``q`` first takes the
+    tracks whose grams include all of ``q``'s (an index lookup), then checks the substring itself.
+    """
+    grams: set[str] = set()
+    for text in texts:
+        if text:
+            low = text.lower()
+            grams.update(low[i : i + TRIGRAM] for i in range(len(low) - TRIGRAM + 1))
+    return sorted(grams)
 
 
 
@@ -111,6 +130,9 @@ class MongoCatalog:
             self._client, named = self._connect(uri, timeout_s)
             db_name = database or named
             self._db = self._client[db_name]
+            self._tracks = self._db["tracks"]
+            self._meta = self._db["meta"]
+            self._state = self._db["state"]
             self.database = db_name
             if database is not None:
                 self.location = f"{self.location} (database {db_name})"
@@ -119,9 +141,6 @@ class MongoCatalog:
             raise
         except Exception as exc:  # pymongo.errors.*, ValueError/ConfigurationError for a bad URI
             raise CatalogError(f"{self.location}: cannot open the MongoDB catalog ({_reason(exc)})") from exc
-        self._tracks = self._db["tracks"]
-        self._meta = self._db["meta"]
-        self._state = self._db["state"]
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -157,6 +176,27 @@ class MongoCatalog:
                 f"{self.location}: catalog schema version {version} is newer than this soundalike "
                 f"understands (expected at most {SCHEMA_VERSION}); upgrade soundalike"
             )
+        if version < 2:
+            self._add_grams()
+
+    def _add_grams(self) -> None:
+        """Schema 1 → 2: every track gets its ``grams`` (in batches), then their index."""
+        from pymongo import ASCENDING, UpdateOne
+
+        projection = {name: 1 for name in _SEARCHED} | {"_id": 1, "id": 1}
+        done, last = 0, None
+        while True:  # walked by id (its unique index), so each batch is one index range, not a scan
+            where: dict[str, Any] = {} if last is None else {"id": {"$gt": last}}
+            batch = list(self._tracks.find(where, projection).sort("id", ASCENDING).limit(_MIGRATION_BATCH))
+            if not batch:
+                break
+            self._bulk_write(
+                [UpdateOne({"_id": d["_id"]}, {"$set": {"grams": trigrams(d.get(n) for n in _SEARCHED)}}) for d in batch]
+            )
+            done, last = done + len(batch), batch[-1]["id"]
+        self._tracks.create_index([("grams", ASCENDING)], name="grams")
+        self._db["state"].update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+        log.info("%s: catalog schema 2: %d tracks made searchable by index", self.location, done)
 
     def _create_schema(self) -> None:
         import pymongo
@@ -173,6 +213,7 @@ class MongoCatalog:
             [("status", pymongo.ASCENDING), ("feature_version", pymongo.ASCENDING), ("id", pymongo.ASCENDING)],
             name="status_version_id",
         )
+        tracks.create_index([("grams", pymongo.ASCENDING)], name="grams")
         self._db["meta"].update_one({"_id": "revision"}, {"$setOnInsert": {"value": 0}}, upsert=True)
         self._db["state"].update_one({"_id": "track_id"}, {"$setOnInsert": {"last": 0}}, upsert=True)
         self._db["state"].update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
@@ -262,6 +303,7 @@ class MongoCatalog:
             "vector": None,
             "dim": None,
         }
+        doc["grams"] = trigrams(doc[name] for name in _SEARCHED)
         if rec.vector is not None:
             doc["vector"] = Binary(_blob(rec.vector))
             doc["dim"] = int(np.size(rec.vector))
@@ -390,6 +432,8 @@ class MongoCatalog:
         if status is not None:
             where["status"] = status
         if query:
+            if len(query) >= TRIGRAM:  # found in the grams index; the pattern below checks the substring
+                where["grams"] = {"$all": trigrams([query])}
             pattern = {"$regex": re.escape(query), "$options": "i"}
             where["$or"] = [{name: pattern} for name in _SEARCHED]
         return where
@@ -481,6 +525,8 @@ class MongoCatalog:
             for name, field in (("path_unique", "path"), ("id_unique", "id")):
                 if not indexes.get(name, {}).get("unique"):
                     problems.append(f"tracks: the unique index on {field} is missing")
+            if "grams" not in indexes:
+                problems.append("tracks: the search index on grams is missing (searches scan every track)")
             lacking = self._tracks.count_documents({"status": OK, "$or": [{"vector": None}, {"seg_starts": None}]})
             if lacking:
                 problems.append(f"{lacking} analysed tracks lack a vector or segments")
