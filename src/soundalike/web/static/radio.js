@@ -256,4 +256,7 @@
   }
   render();
   topUp();
+  // a radio is opened to be heard: start at once where the browser allows it, else wait for play
+  var started = audio.play();
+  if (started && started.catch) started.catch(function () { say("Press play to start the radio."); });
 })();
