@@ -7,6 +7,7 @@ seeking to its end, which fires the ``ended`` event the page listens to.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,3 +198,37 @@ def test_no_horizontal_scroll_on_phones(radio_browser: Browser, server: str, syn
     finally:
         context.close()
     assert not errors, f"JavaScript errors: {errors}"
+
+
+def test_a_logged_in_browser_plays_and_tops_up_the_radio(page: Page, synth_library: Any, web_index: Any) -> None:
+    from soundalike.web import create_app
+    from soundalike.web.auth import PasswordHash
+
+    from .conftest import UPLOAD_LIMIT, LiveServer, library_folder
+
+    app = create_app(
+        {
+            "SOUNDALIKE_LIBRARY": library_folder(web_index),
+            "SOUNDALIKE_CATALOG": synth_library.catalog,
+            "SOUNDALIKE_INDEX": web_index,
+            "MAX_CONTENT_LENGTH": UPLOAD_LIMIT,
+            "SOUNDALIKE_PASSWORD_HASH": PasswordHash.of("let me in"),
+        }
+    )
+    seed = _seed(synth_library, 8)
+    with LiveServer(app) as live:
+        page.goto(f"{live.url}/radio?seed={seed}&n=3")
+        page.wait_for_url(re.compile(r".*/login\?next=/radio"))
+        page.fill("#password", "let me in")
+        page.click("#login")
+        page.wait_for_url(f"{live.url}/radio?seed={seed}&n=3")
+        page.wait_for_selector("#radio.scripted")
+        first = _now(page)
+        _wait_playing(page, first)
+        # 2 queued, fewer than 3: the page asks /api/radio for more with the session's cookie
+        page.wait_for_function("() => document.querySelectorAll('#radio-queue li.radio-item').length > 2")
+        queued = _queue(page)
+        assert first not in queued and seed not in queued and len(set(queued)) == len(queued)
+        _end_current_track(page)
+        _wait_playing(page, queued[0])
+        expect(page.locator("#radio-status")).not_to_contain_text("Could not")
