@@ -232,3 +232,22 @@ def test_a_logged_in_browser_plays_and_tops_up_the_radio(page: Page, synth_libra
         _end_current_track(page)
         _wait_playing(page, queued[0])
         expect(page.locator("#radio-status")).not_to_contain_text("Could not")
+
+
+def test_without_javascript_the_radio_is_a_readable_list(radio_browser: Browser, server: str, synth_library: Any) -> None:
+    seed = _seed(synth_library, 27)
+    expected = _radio(server, f"seed={seed}&n=5")
+    context = radio_browser.new_context(viewport={"width": 390, "height": 800}, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/radio?seed={seed}&n=5")
+        assert _now(page) == expected[0] and _queue(page) == expected[1:]
+        expect(page.locator("#radio-audio")).to_be_visible()
+        expect(page.locator(".transport")).to_be_hidden()  # the buttons need the script
+        expect(page.locator("#radio-queue li.radio-item a.listen")).to_have_count(4)
+        for track_id in expected[1:]:
+            expect(page.locator(f"#radio-queue li[data-track-id='{track_id}'] a.title")).to_be_visible()
+        expect(page.locator("#radio-m3u8")).to_have_attribute("href", f"/radio.m3u8?seed={seed}&n=5")
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        context.close()
