@@ -135,6 +135,23 @@ def test_radio_plays_one_recording_once_even_when_it_is_in_the_library_twice(cop
         assert len(group & set(played)) == 1, group
 
 
+def test_radio_never_plays_an_excluded_track_nor_a_copy_of_it(copies_library):
+    lib = copies_library
+    seed = _seed(lib.index, lib.catalog, lib.originals[7])
+    heard = [lib.catalog.get_by_path(str(lib.originals[i])).id for i in (1, 2)]  # both have transcoded copies
+    playlist = radio(lib.index, lib.catalog.get, [seed], n=100, exclude=[*heard, 987654])  # an unknown id is ignored
+    played = {e.track.path for e in playlist.entries}
+    assert not played & (lib.groups[1] | lib.groups[2])
+    assert played
+
+    def recording(p: str) -> str:
+        return next((min(g) for g in lib.groups if p in g), p)
+
+    every = {recording(e.track.path) for e in radio(lib.index, lib.catalog.get, [seed], n=100).entries}
+    # every other recording is still played: only the excluded ones are held back
+    assert {recording(p) for p in played} == every - {min(lib.groups[1]), min(lib.groups[2])}
+
+
 def test_radio_from_a_file_outside_the_library_never_plays_that_recording(copies_library, tmp_path, transcoder):
     lib = copies_library
     outside = transcoder(lib.originals[2], tmp_path / "same-as-two.m4a", bitrate="96k")  # AAC through PyAV

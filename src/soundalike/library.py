@@ -32,7 +32,7 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -297,16 +297,20 @@ class Library:
         aspect: str = "all",
         weights: dict[str, float] | None = None,
         spread: Spread | None = None,
+        exclude: Collection[int] = (),
         index: LibraryIndex | None = None,
     ) -> Playlist:
-        """A radio from catalog tracks (ids or paths) and/or an audio file ``clip`` (see :mod:`soundalike.radio`)."""
+        """A radio from catalog tracks (ids or paths) and/or an audio file ``clip`` (see :mod:`soundalike.radio`).
+
+        ``exclude``: track ids never to play (nor copies of them), e.g. what a listener has heard.
+        """
         from soundalike import radio
 
         rec = self.recommender(index)
         seed = radio.seed_from_file(rec.index, clip, max_duration=self.settings.max_duration) if clip is not None else None
         return radio.make_radio(
             rec.index, self.catalog, seeds=seeds, clip=seed, resolve=rec.resolve,
-            n=n, drift=drift, aspect=aspect, weights=weights, spread=spread,
+            n=n, drift=drift, aspect=aspect, weights=weights, spread=spread, exclude=exclude,
         )  # fmt: skip
 
     def path(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,23 +198,47 @@ def _one_line(text: str) -> str:
     return " ".join(text.replace("\r", " ").replace("\n", " ").split())
 
 
-def m3u8_text(tracks: Sequence[Track], playlist: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> str:
+def m3u8_text(
+    tracks: Sequence[Track],
+    playlist: str | os.PathLike[str] | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    locate: Callable[[Track], str] | None = None,
+) -> str:
     """The text of an extended M3U playlist (``#EXTM3U``, one ``#EXTINF:seconds,artist – title`` per track).
 
     Parameters
     ----------
     tracks : sequence of Track
-    playlist : path-like
-        Where the playlist will be written (paths are made relative to its folder).
+    playlist : path-like, optional
+        Where the playlist will be written (paths are made relative to its folder). Not needed with
+        ``locate``.
     root : path-like, optional
         The library's music root; default: the deepest folder holding every track.
+    locate : callable, optional
+        How to name each track instead of by its path, e.g. the http(s) URL a server plays it at (a
+        listener's player is not on the server's file system; the web app's download never names a
+        server path).
+
+    Raises
+    ------
+    RadioError
+        With neither ``playlist`` nor ``locate``.
     """
-    base = Path(root) if root is not None else common_root(tracks)
+    if locate is None:
+        if playlist is None:
+            raise RadioError("an M3U8 names its tracks relative to where it is written, or by locate(): give one")
+        base = Path(root) if root is not None else common_root(tracks)
+        where = Path(playlist)
+
+        def locate(t: Track) -> str:
+            return entry_location(t, where, base)
+
     lines = ["#EXTM3U"]
     for t in tracks:
         seconds = -1 if t.duration is None else round(t.duration)
         lines.append(f"#EXTINF:{seconds},{_one_line(_who(t))}")
-        lines.append(_one_line(entry_location(t, Path(playlist), base)))
+        lines.append(_one_line(locate(t)))
     return "\n".join(lines) + "\n"
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -272,6 +272,14 @@ class _Picker:
                 return True
         return False
 
+    def exclude(self, row: int) -> None:
+        """Never play the track at ``row``, a file with its content, or another copy of its recording."""
+        self.excluded.add(row)
+        t = self.track(row)
+        if t is not None:
+            self.hashes.add(t.content_hash)
+        self.hear(*self.index.segments_of(row))
+
     def play(self, row: int) -> None:
         t = self.track(row)
         assert t is not None
@@ -352,6 +360,7 @@ def radio(
     aspect: str = "all",
     weights: Mapping[str, float] | None = None,
     spread: Spread | None = None,
+    exclude: Collection[int] = (),
 ) -> Playlist:
     """An ordered playlist of up to ``n`` tracks after ``seeds`` (see the module docstring).
 
@@ -371,6 +380,9 @@ def radio(
     weights : mapping, optional
         Per-aspect weights (see :func:`query_weights`).
     spread : Spread, optional
+    exclude : collection of int, optional
+        Track ids never to play, nor copies of them (what a listener has heard already); ids not in
+        the index are ignored.
 
     Returns
     -------
@@ -391,6 +403,10 @@ def radio(
     picker = _Picker(index, lookup, factors, spread)
     for s in seeds:
         picker.add_seed(s)
+    for track_id in sorted(set(exclude)):
+        row = index.row_of(track_id)
+        if row is not None:
+            picker.exclude(row)
 
     seed_q = np.stack([s.vector * factors for s in seeds]).astype(np.float32)
     centroid = seed_q.mean(axis=0)  # x · centroid = mean over seeds of the weighted cosine

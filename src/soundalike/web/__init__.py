@@ -1,8 +1,9 @@
 """The web app: upload a song, hear what sounds like it; and the same through a JSON API.
 
-:func:`create_app` is the application factory (``soundalike serve`` runs it under waitress). Two
-blueprints: :mod:`soundalike.web.pages` (server-rendered HTML) and :mod:`soundalike.web.api` (JSON,
-documented by :mod:`soundalike.web.openapi` at ``/api/openapi.json``).
+:func:`create_app` is the application factory (``soundalike serve`` runs it under waitress). Its
+blueprints: :mod:`soundalike.web.pages` and :mod:`soundalike.web.radio_page` (server-rendered HTML),
+:mod:`soundalike.web.api` and :mod:`soundalike.web.radio` (JSON, documented by
+:mod:`soundalike.web.openapi` at ``/api/openapi.json``).
 
 Configuration keys (``test_config`` or the defaults from :class:`~soundalike.settings.Settings`):
 
@@ -164,12 +165,13 @@ def create_app(
         analysed_s=float(app.config["SOUNDALIKE_UPLOAD_ANALYSED_S"]),
     )
 
-    from soundalike.web import api, auth, pages, radio
+    from soundalike.web import api, auth, pages, radio, radio_page
 
     auth.init_app(app, config.get("SOUNDALIKE_PASSWORD_HASH"), config.get("SOUNDALIKE_FAILED_LOGINS"))
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(radio.bp, url_prefix="/api")
+    app.register_blueprint(radio_page.bp)
     _register_errors(app)
 
     @app.after_request

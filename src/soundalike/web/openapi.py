@@ -420,7 +420,7 @@ _SCHEMAS["Playlist"] = {
     "additionalProperties": False,
 }
 _RADIO_ERRORS = {
-    "400": _error("Bad `n`, `drift`, `aspect`, `weights`, `spread` or `seed`, or no seed"),
+    "400": _error("Bad `n`, `drift`, `aspect`, `weights`, `spread`, `seed` or `exclude`, or no seed"),
     "404": _error("A seed is not in the catalog, or failed analysis"),
     "503": _error("The library has no tracks yet"),
 }
@@ -435,6 +435,13 @@ _PATHS["/api/radio"] = {
                 "schema": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 20},
             },
             *({"name": name, "in": "query", "schema": schema} for name, schema in _RADIO_FIELDS.items()),
+            {
+                "name": "exclude", "in": "query", "style": "form", "explode": True,
+                "description": "A track id never to play, nor any copy of it (what the listener has heard already, "
+                "as the radio page sends when it asks for more); repeat for several (at most 1000). Ids not in the "
+                "index are ignored.",
+                "schema": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 1000},
+            },
         ],
         "responses": {"200": _json("The playlist", "Playlist"), **_RADIO_ERRORS},
     },
@@ -453,6 +460,8 @@ _PATHS["/api/radio"] = {
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
                             "seed": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 20},
+                            "exclude": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 1000,
+                                        "description": "Track ids never to play, nor copies of them."},
                             **_RADIO_FIELDS,
                         },
                     }

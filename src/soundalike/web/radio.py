@@ -1,7 +1,8 @@
 """The radio API: ``GET /api/radio`` from catalog seeds, ``POST /api/radio`` with an uploaded clip.
 
 Answers are exactly what ``soundalike radio --json`` prints (:meth:`soundalike.radio.Playlist.to_dict`);
-bad input is a JSON 400, an unknown seed a 404 (see ``web/__init__.py``).
+bad input is a JSON 400, an unknown seed a 404 (see ``web/__init__.py``). ``exclude=ID`` (repeated)
+names tracks never to play, nor copies of them: what the radio page has played already.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
 from soundalike.radio import SPREAD_KINDS, Playlist, Spread, make_radio, seed_from_file
@@ -28,6 +29,8 @@ MAX_N = 500
 """Longest radio the API makes."""
 DEFAULT_N = 50
 MAX_SEEDS = 20
+MAX_EXCLUDE = 1000
+"""Most track ids one request may exclude (what a listener has heard already)."""
 
 
 def _drift(value: str | None) -> float:
@@ -69,7 +72,8 @@ def _weights(value: str | None) -> dict[str, float] | None:
     return out
 
 
-def _seeds(values: list[str]) -> list[int]:
+def parse_seeds(values: list[str]) -> list[int]:
+    """Seed track ids (analysed catalog tracks), at most :data:`MAX_SEEDS`; 400 for a bad one, 404 for an unknown one."""
     if len(values) > MAX_SEEDS:
         raise BadRequest(f"at most {MAX_SEEDS} seeds, got {len(values)}")
     ids = []
@@ -80,7 +84,24 @@ def _seeds(values: list[str]) -> list[int]:
     return ids
 
 
-def _options(fields: Mapping[str, Any]) -> dict[str, Any]:
+def parse_exclude(values: list[str]) -> list[int]:
+    """Track ids never to play (``exclude=ID``, repeated; ``,`` also separates); unknown ids are ignored.
+
+    Raises
+    ------
+    BadRequest
+        For more than :data:`MAX_EXCLUDE` ids, or one that is not a whole number.
+    """
+    parts = [p for v in values for p in v.split(",") if p.strip()]
+    if len(parts) > MAX_EXCLUDE:
+        raise BadRequest(f"exclude at most {MAX_EXCLUDE} tracks, got {len(parts)}")
+    for p in parts:
+        if not p.strip().isdigit() or len(p.strip()) > 18:
+            raise BadRequest(f"exclude must be track ids (positive whole numbers), got {p[:40]!r}")
+    return [int(p) for p in parts]
+
+
+def radio_options(fields: MultiDict[str, str]) -> dict[str, Any]:
     aspect = parse_aspect(fields.get("aspect"))
     assert aspect in ASPECTS
     return {
@@ -89,13 +110,14 @@ def _options(fields: Mapping[str, Any]) -> dict[str, Any]:
         "aspect": aspect,
         "weights": _weights(fields.get("weights")),
         "spread": _spread(fields.get("spread")),
+        "exclude": parse_exclude(fields.getlist("exclude")),
     }
 
 
 @bp.get("/radio")
 def radio_from_seeds() -> Response:
-    options = _options(request.args)
-    seeds = _seeds(request.args.getlist("seed"))
+    options = radio_options(request.args)
+    seeds = parse_seeds(request.args.getlist("seed"))
     if not seeds:
         raise BadRequest("give at least one seed: /api/radio?seed=TRACK_ID (repeat for several)")
     rec = recommender()
@@ -106,8 +128,8 @@ def radio_from_seeds() -> Response:
 @bp.post("/radio")
 def radio_from_upload() -> Response:
     upload = upload_from_request()
-    options = _options(request.form)
-    seeds = _seeds(request.form.getlist("seed"))
+    options = radio_options(request.form)
+    seeds = parse_seeds(request.form.getlist("seed"))
     state = shared()
     rec = recommender()
     data, label = read_upload(upload)
