@@ -13,6 +13,7 @@ gives ``None`` for that descriptor, never an error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -89,17 +90,16 @@ def describe(vector: np.ndarray, *, layout: Layout | None = None) -> Descriptors
     v = np.asarray(vector, dtype=np.float64).reshape(-1)
     if v.shape[0] != layout.dim:
         return NONE
-    at = {name: i for i, name in enumerate(layout.names)}
+    tempo_at, clarity_at, keys_at = _positions(layout.names)
     tempo: float | None = None
     clarity: float | None = None
-    if "tempo_log2" in at and "pulse_clarity" in at:
-        clarity = float(v[at["pulse_clarity"]])
-        if clarity >= MIN_PULSE_CLARITY and np.isfinite(v[at["tempo_log2"]]):
-            tempo = float(120.0 * 2.0 ** v[at["tempo_log2"]])
-    key_names = [f"key_{p}_{mode}" for mode in MODES for p in PITCHES]
-    if not all(n in at for n in key_names):
+    if tempo_at is not None and clarity_at is not None:
+        clarity = float(v[clarity_at])
+        if clarity >= MIN_PULSE_CLARITY and np.isfinite(v[tempo_at]):
+            tempo = float(120.0 * 2.0 ** v[tempo_at])
+    if keys_at is None:
         return Descriptors(tempo_bpm=tempo, pulse_clarity=clarity)
-    keys = v[[at[n] for n in key_names]]
+    keys = v[keys_at]
     best = int(np.argmax(keys))
     strength = float(keys[best])
     if not strength >= MIN_KEY_STRENGTH:
@@ -111,6 +111,15 @@ def describe(vector: np.ndarray, *, layout: Layout | None = None) -> Descriptors
         key_minor=best >= 12,
         key_strength=strength,
     )
+
+
+@lru_cache(maxsize=4)
+def _positions(names: tuple[str, ...]) -> tuple[int | None, int | None, np.ndarray | None]:
+    """Where a layout keeps ``tempo_log2``, ``pulse_clarity`` and the 24 key correlations (major, then minor)."""
+    at = {name: i for i, name in enumerate(names)}
+    key_names = [f"key_{p}_{mode}" for mode in MODES for p in PITCHES]
+    keys = np.array([at[n] for n in key_names]) if all(n in at for n in key_names) else None
+    return at.get("tempo_log2"), at.get("pulse_clarity"), keys
 
 
 __all__ = ["MIN_KEY_STRENGTH", "MIN_PULSE_CLARITY", "MODES", "NONE", "TONICS", "Descriptors", "describe"]
