@@ -166,3 +166,17 @@ def test_results_without_descriptors_still_have_a_line(synth_library, indexes):
         assert r.why is not None and r.why.text
         assert r.why.tempo is None and r.why.key_relation is None
         assert "tempo" not in r.why.text and "key" not in r.why.text
+
+
+def test_a_mongodb_catalog_gives_the_same_lines(synth_library, indexes):
+    from mongo_stand_in import StandInCatalog
+    from soundalike.catalog.transfer import copy_catalog
+
+    mongo = StandInCatalog("mongomock://why/library")
+    copy_catalog(synth_library.catalog, mongo)
+    track = synth_library.catalog.tracks()[7]
+    lines = [
+        [r.why.text for r in Recommender(catalog, indexes["exact"]).similar_to_track(track.id, k=8).results]  # type: ignore[union-attr]
+        for catalog in (synth_library.catalog, mongo)
+    ]
+    assert lines[0] == lines[1] and all("tempo" in line for line in lines[1])
