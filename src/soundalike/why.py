@@ -18,8 +18,9 @@ How the words are chosen
 * **Aspects**: a similarity of at least :data:`SIMILAR` ``[aspect]`` is an agreement
   ("similar instruments"), at most :data:`DIFFERENT` ``[aspect]`` a difference ("different groove").
   Similarities are ``(1 + cosine) / 2`` over library-standardised features, so 0.5 means unrelated;
-  the thresholds sit where same-soundtrack pairs of the development clips and same-factor pairs of
-  the synthetic library separate from the others (see :data:`SIMILAR`).
+  the thresholds mark about the top and bottom tenth of all pairs of the development clips and
+  separate the synthetic pairs that share the factor an aspect hears from those that do not (see
+  :data:`SIMILAR`).
 * **Order**: agreements first, tempo and key before aspects (they are measured facts), aspects by how
   far they clear their threshold (times :data:`SALIENCE`); then the most notable difference (tempo or key before aspects,
   aspects by how far below their threshold). At most :data:`MAX_AGREEMENTS` agreements and
