@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 
 import pytest
@@ -70,6 +71,31 @@ def test_query_json_has_the_documented_shape(cli_library, tmp_path):
     assert set(data) == {"query", "results", "least_similar"}
     assert len(data["results"]) == 4 and len(data["least_similar"]) == 4
     assert data["query"]["type"] == "file"
+    assert all(isinstance(r["why"], str) and r["why"] for r in data["results"] + data["least_similar"])
+    assert data["results"][0]["why_parts"]["key"][0] == "D major"  # the clip's key, from its analysis
+
+
+def test_similar_prints_why_under_each_row_in_words(cli_library, synth_library):
+    library, music, _ = cli_library
+    target = sorted(p for p in music.iterdir() if p.name not in {"empty.mp3", "notes.ogg"})[0]
+    code, out = run("--library", str(library), "similar", str(target), "-k", "11")
+    assert code == 0, out
+    lines = out.split("least similar")[0].splitlines()
+    query = synth_library.spec_of(str(synth_library.music / target.name))
+    rows = [(i, line) for i, line in enumerate(lines) if re.match(r"\s+\d+\s+\d\.\d{3}\s", line)]
+    assert len(rows) == 11
+    checked = 0
+    for i, row in rows:
+        name = row.split("] ", 1)[1].strip()
+        why = lines[i + 1].strip()
+        assert why.startswith("why: ") and len(why) > len("why: "), why
+        spec = synth_library.spec_of(str(synth_library.music / name))
+        if spec.groove == query.groove:  # the same groove is the same tempo (or an octave of it, named)
+            assert any(w in why for w in ("same tempo", "double tempo", "half tempo")), (name, why)
+            checked += 1
+        if spec.key != query.key:
+            assert "different key" in why or "same key" not in why, (name, why)
+    assert checked >= 1
 
 
 def test_similar_by_path_prints_a_table(cli_library):

@@ -102,7 +102,7 @@ def test_unknown_track_is_a_clear_error(recommender):
 def test_json_has_exactly_the_documented_shape(synth_library, recommender):
     result = recommender.similar_to_track(synth_library.catalog.tracks()[0].id, k=3).to_dict()
     assert set(result) == {"query", "results", "least_similar"}
-    keys = {"rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects", "windows"}
+    keys = {"rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects", "windows", "why", "why_parts"}
     for item in result["results"] + result["least_similar"]:
         assert set(item) == keys
         assert 0.0 <= item["similarity"] <= 1.0

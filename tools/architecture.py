@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("shells", ("cli", "web", "demo")),
     ("the library", ("library",)),
     ("measuring", ("evaluate", "sample")),
-    ("queries", ("recommend", "radio", "copies", "playlists", "windows")),
+    ("queries", ("recommend", "why", "radio", "copies", "playlists", "windows")),
     ("analysis at scale", ("ingest", "distributed")),
     ("search", ("index",)),
     ("storage", ("catalog", "labels")),

@@ -13,11 +13,15 @@ vector of family ``f`` (1 = same description, 0 = unrelated, -1 = opposite).
   5-second window of the query and any window of the track, so a clip cut from a track finds it.
 * ``similarity = (1 + c) / 2`` in [0, 1], higher is closer; 0.5 means unrelated.
 * ``distance = sqrt(2 - 2c)``, the Euclidean distance between the unit vectors (0 to 2).
+
+Every result also says why in words (:mod:`soundalike.why`): tempo and key of both tracks, read
+from their stored vectors (:mod:`soundalike.features.descriptors`), and the aspects above.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import os
@@ -28,10 +32,12 @@ from typing import IO, Any, BinaryIO
 import numpy as np
 
 from soundalike.catalog import OK, Catalog, Track
-from soundalike.errors import TrackNotFoundError
+from soundalike.errors import CatalogError, TrackNotFoundError
 from soundalike.features import ASPECTS, HOP_S, QUERY_HOP_S, WINDOW_S, extract
+from soundalike.features.descriptors import NONE, Descriptors, describe
 from soundalike.index.bundle import LibraryIndex
 from soundalike.vocabulary import LEARNED_FAMILIES
+from soundalike.why import Why, explain
 from soundalike.windows import (
     WINDOW_WEIGHT,
     WindowScores,
@@ -81,6 +87,8 @@ class Recommendation:
     windows: float | None = None
     """How alike the two tracks' 5-second windows are, in [0, 1] like an aspect (None where the
     score did not use them: one-aspect queries, least similar)."""
+    why: Why | None = None
+    """The reasons in plain words (see :mod:`soundalike.why`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +101,8 @@ class Recommendation:
             "distance": round(self.distance, 6),
             "aspects": {k: round(v, 6) for k, v in self.aspects.items()},
             "windows": None if self.windows is None else round(self.windows, 6),
+            "why": None if self.why is None else self.why.text,
+            "why_parts": None if self.why is None else self.why.parts(),
         }
 
 
@@ -265,6 +275,7 @@ class Recommender:
             window = dict(zip(rows, rescaled_window_similarity(scores.symmetric).tolist(), strict=True))
         results = self._rank(rows, q_all, aspect, k, keep, window=window)
         least = self._least(q, q_all, aspect, k, keep)
+        results, least = self._explained(describe(raw), results, least)
         matches: list[SegmentMatch] = []
         if segments and own_row is not None:
             seg_vecs, starts = self.index.segments_of(own_row)
@@ -325,6 +336,7 @@ class Recommender:
                 window = dict(zip(rows, rescaled_window_similarity(scores.contain).tolist(), strict=True))
         results = self._rank(rows, q_all, aspect, k, keep, window=window, first=identified)
         least = self._least(q, q_all, aspect, k, keep)
+        results, least = self._explained(describe(analysis.vector), results, least)
         matches: list[SegmentMatch] = []
         if segments:
             step = max(1, round(HOP_S / QUERY_HOP_S))
@@ -345,6 +357,28 @@ class Recommender:
         )
 
     # -- internals ----------------------------------------------------------------------------
+
+    def descriptors(self, track_ids: list[int]) -> dict[int, Descriptors]:
+        """Tempo and key of catalog tracks, from their stored vectors (empty where there is none)."""
+        ids = list(dict.fromkeys(track_ids))
+        if not ids:
+            return {}
+        try:
+            vectors = self.catalog.vectors(ids)
+        except CatalogError as exc:  # a track removed meanwhile: its line leaves tempo and key out
+            log.warning("no descriptors for the results: %s", exc)
+            return {i: NONE for i in ids}
+        return {i: describe(v) for i, v in zip(ids, vectors, strict=True)}
+
+    def _explained(
+        self, query: Descriptors, *lists: list[Recommendation]
+    ) -> tuple[list[Recommendation], ...]:
+        """The lists with each recommendation's :class:`~soundalike.why.Why` filled in."""
+        known = self.descriptors([r.track.id for recs in lists for r in recs])
+        return tuple(
+            [dataclasses.replace(r, why=explain(r.aspects, query, known.get(r.track.id, NONE))) for r in recs]
+            for recs in lists
+        )
 
     def _tracks(self, rows: Iterable[int]) -> dict[int, Track]:
         out = {}

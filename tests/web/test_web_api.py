@@ -263,6 +263,21 @@ def test_similar_is_what_the_cli_prints_and_never_the_track_itself(http, synth_l
     assert track_id not in [r["track_id"] for r in body["results"]]
 
 
+def test_similar_says_why_in_words_and_in_parts(http, synth_library):
+    path, spec = synth_library.tracks[2]  # organ, backbeat (96 BPM), C major
+    body = check_schema(http.get(f"/api/tracks/{track_id_of(synth_library, path)}/similar?k=39"), "Recommendations")
+    checked = 0
+    for r in body["results"]:
+        other = synth_library.spec_of(synth_library.catalog.get(r["track_id"]).path)
+        parts = r["why_parts"]
+        assert r["why"] == " · ".join(parts["phrases"]) and parts["key"][0] == "C major"
+        if other.groove == spec.groove and other.key != spec.key:
+            assert parts["tempo"] == "same" and parts["key_relation"] == "different"
+            assert "same tempo (~96 BPM)" in r["why"] and "different key (C major → A major)" in r["why"]
+            checked += 1
+    assert checked == 4
+
+
 def test_similar_by_rhythm_finds_the_same_groove(http, synth_library):
     path, spec = synth_library.tracks[0]
     body = http.get(f"/api/tracks/{track_id_of(synth_library, path)}/similar?k=7&aspect=rhythm").json()

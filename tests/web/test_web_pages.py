@@ -216,6 +216,56 @@ def test_track_page_shows_metadata_player_picture_and_neighbours(client, synth_l
     assert instruments == {spec.instrument}
 
 
+SAME_PULSE = ("same tempo", "double tempo", "half tempo")  # an octave error is named as such
+
+
+def _why_lines(page: str) -> list[tuple[int, str]]:
+    """(track id, the why line of its card) for every result card, best and least alike."""
+    items = re.findall(r'<li class="(?:rec|least-item)" data-track-id="(\d+)">(.*?)</li>', page, flags=re.S)
+    out = []
+    for track_id, body in items:
+        found = re.findall(r'<p class="why">(.*?)</p>', body, flags=re.S)
+        out.append((int(track_id), html.unescape(found[0]) if found else ""))
+    return out
+
+
+def test_track_page_says_why_under_each_result_in_words(client, synth_library):
+    path, spec = synth_library.tracks[9]
+    track = synth_library.catalog.get_by_path(str(path))
+    page = client.get(f"/tracks/{track.id}?k=39").get_data(as_text=True)
+    lines = _why_lines(page.split('id="neighbours"', 1)[1])
+    assert len(lines) > 39 and all(line for _, line in lines)
+    for track_id, line in lines:
+        other = synth_library.spec_of(synth_library.catalog.get(track_id).path)
+        if other.groove == spec.groove:
+            assert any(words in line for words in SAME_PULSE), line
+        if other.groove == spec.groove and other.key != spec.key:
+            assert "different key" in line, line
+        if other.instrument == spec.instrument and other.key == spec.key:
+            assert "same key" in line, line
+
+
+def test_results_page_says_why_under_each_result(client, clip, synth_library):
+    _, page = results_page(client, clip.data, k="5")
+    lines = _why_lines(page)
+    assert len(lines) == 10 and all(line for _, line in lines)
+    source = synth_library.catalog.get_by_path(str(clip.source))
+    first = dict(lines)[source.id]  # the clip's own source: same pulse, and its key when the clip has one
+    assert any(words in first for words in SAME_PULSE), first
+
+
+def test_tracks_without_descriptors_still_get_a_why_line(client, synth_library, monkeypatch):
+    from soundalike import recommend
+    from soundalike.features.descriptors import NONE
+
+    monkeypatch.setattr(recommend, "describe", lambda vector: NONE)  # as if nothing said tempo or key
+    track = synth_library.catalog.get_by_path(str(synth_library.tracks[4][0]))
+    page = client.get(f"/tracks/{track.id}?k=5").get_data(as_text=True)
+    lines = _why_lines(page.split('id="neighbours"', 1)[1])
+    assert len(lines) == 10 and all(line for _, line in lines)
+    assert not any("tempo" in line or "key" in line for _, line in lines)
+
+
 def test_track_picture_is_a_png_cached_per_track(client, app, synth_library):
     track = synth_library.catalog.get_by_path(str(synth_library.tracks[1][0]))
     reply = client.get(f"/tracks/{track.id}/picture.png")

@@ -59,6 +59,8 @@ def _table(title: str, recs: list[Any]) -> None:
         who = " — ".join(x for x in (r.track.artist, r.track.title) if x) or os.path.basename(r.track.display_path)
         cells = "  ".join(f"{r.aspects[f]:8.3f}" for f in families)
         click.echo(f"  {r.rank:>3}  {r.similarity:5.3f}  {cells}  [{r.track.id}] {who}")
+        if r.why is not None:  # the reasons in words, on a line of their own (the row is wide already)
+            click.echo(f"  {'':>3}  why: {r.why.text}")
 
 
 @main.command()

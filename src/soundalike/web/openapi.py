@@ -66,7 +66,7 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Recommendation": {
         "type": "object",
-        "required": ["rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects", "windows"],
+        "required": ["rank", "track_id", "path", "title", "artist", "similarity", "distance", "aspects", "windows", "why", "why_parts"],
         "properties": {
             "rank": {"type": "integer", "minimum": 1},
             "track_id": {"type": "integer"},
@@ -81,6 +81,42 @@ _SCHEMAS: dict[str, Any] = {
                 "minimum": 0,
                 "maximum": 1,
                 "description": "How alike the 5-second windows of the two are, (1 + w) / 2; null where the score does not use them (one aspect, least similar).",
+            },
+            "why": {
+                "type": ["string", "null"],
+                "description": "Why, in plain words: at most 4 phrases joined by ' · ', agreements first, then the most notable difference, e.g. 'same tempo (~124 BPM) · similar instruments · different key (A minor → C major)'.",
+                "example": "same tempo (~124 BPM) · similar instruments · different key (A minor → C major)",
+            },
+            "why_parts": {**_ref("WhyParts"), "description": "What the `why` line was built from."},
+        },
+        "additionalProperties": False,
+    },
+    "WhyParts": {
+        "type": ["object", "null"],
+        "description": (
+            "Tempo and key of the query and the result ([query, result]; null where the pulse or key is not clear, "
+            "read from the stored analysis, so tracks analysed before this field existed have them too) and the "
+            "verdict per aspect. Thresholds: `soundalike.why.SIMILAR` and `soundalike.why.DIFFERENT`."
+        ),
+        "required": ["phrases", "tempo_bpm", "tempo", "key", "key_relation", "aspects"],
+        "properties": {
+            "phrases": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+            "tempo_bpm": {"type": "array", "items": {"type": ["number", "null"]}, "minItems": 2, "maxItems": 2, "example": [124.0, 123.0]},
+            "tempo": {
+                "type": ["string", "null"],
+                "enum": ["same", "close", "double", "half", "different", None],
+                "description": "The result's tempo against the query's: same within 4 %, close within 8 %, double or half within 4 % of twice or half; null when either tempo is unknown.",
+            },
+            "key": {"type": "array", "items": {"type": ["string", "null"]}, "minItems": 2, "maxItems": 2, "example": ["A minor", "C major"]},
+            "key_relation": {
+                "type": ["string", "null"],
+                "enum": ["same", "relative", "different", None],
+                "description": "relative: a major key and the minor key with its notes (C major, A minor); null when either key is unknown.",
+            },
+            "aspects": {
+                "type": "object",
+                "description": "similar, neutral or different per aspect.",
+                "additionalProperties": {"type": "string", "enum": ["similar", "neutral", "different"]},
             },
         },
         "additionalProperties": False,
