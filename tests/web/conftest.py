@@ -37,6 +37,11 @@ def library_folder(index: LibraryIndex) -> Path:
     return index.directory.parent.parent
 
 
+def as_the_web_shows(doc: Any, music: Path) -> Any:
+    """A ``to_dict()`` answer (CLI ``--json``) with its paths relative to ``music``, as the web API gives it."""
+    return json.loads(json.dumps(doc).replace(json.dumps(str(music) + "/")[1:-1], ""))
+
+
 @pytest.fixture(scope="session")
 def web_index(indexes: dict[str, LibraryIndex]) -> LibraryIndex:
     return indexes["scann"]
