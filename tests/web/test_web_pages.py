@@ -171,7 +171,7 @@ def test_library_page_counts_and_paginates(client):
 @pytest.mark.parametrize("query,expected", [("pluck", 10), ("backbeat", 8), ("pluck-backbeat", 2), ("zzz", 0)])
 def test_library_search_by_path(client, query, expected):
     page = client.get(f"/library?q={query}").get_data(as_text=True)
-    rows = re.findall(r'<td><a href="/tracks/\d+">([^<]+)</a></td>', page)
+    rows = re.findall(r'<td class="title"[^>]*><a href="/tracks/\d+">([^<]+)</a></td>', page)
     assert len(rows) == expected
     assert all(query in r for r in rows)
 
