@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, send_file, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
-from soundalike.catalog import Track, music_roots
+from soundalike.catalog import ROOTS_META, Track, music_roots
 from soundalike.errors import EmptyLibraryError
 from soundalike.recommend import Recommender
 from soundalike.vocabulary import ASPECTS, distinct_labels, relative_path
@@ -47,7 +47,7 @@ class Shared:
         self.pictures = pictures
         self.gate = gate
         self.analysed_s = analysed_s
-        self._roots: tuple[int, list[str]] | None = None
+        self._roots: tuple[tuple[int, str | None], list[str]] | None = None
         self._roots_lock = threading.Lock()
 
     @property
@@ -55,11 +55,12 @@ class Shared:
         return self.live.catalog
 
     def music_roots(self) -> list[str]:
-        """The library's music folders (:func:`soundalike.catalog.music_roots`), read again when the catalog changes."""
-        revision = self.catalog.revision()
+        """The library's music folders (:func:`soundalike.catalog.music_roots`), read again when the catalog
+        or the folders it remembers change (a catalog without them is scanned once per revision)."""
+        key = (self.catalog.revision(), self.catalog.get_meta(ROOTS_META))
         with self._roots_lock:
-            if self._roots is None or self._roots[0] != revision:
-                self._roots = (revision, music_roots(self.catalog))
+            if self._roots is None or self._roots[0] != key:
+                self._roots = (key, music_roots(self.catalog))
             return self._roots[1]
 
 
@@ -173,8 +174,9 @@ def public_text(message: str) -> str:
     :func:`public_path` cuts them."""
     roots = _roots()
     for root in sorted(roots, key=len, reverse=True):
-        cut = os.path.dirname(root.rstrip(os.sep)) if len(roots) > 1 else root
-        message = message.replace(cut.rstrip(os.sep) + os.sep, "")
+        cut = (os.path.dirname(root.rstrip(os.sep)) if len(roots) > 1 else root).rstrip(os.sep)
+        if cut:  # never the file system's root: that would take every separator out of the message
+            message = message.replace(cut + os.sep, "")
     return message
 
 
