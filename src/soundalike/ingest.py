@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from soundalike.catalog import FAILED, OK, Catalog, FileState, TrackRecord, display_path
+from soundalike.catalog import (
+    FAILED,
+    OK,
+    Catalog,
+    FileState,
+    TrackRecord,
+    add_music_roots,
+    display_path,
+)
 from soundalike.errors import AudioError, IngestPathError
 from soundalike.vocabulary import Progress
 
@@ -431,6 +439,7 @@ def ingest(
     candidates = list(walk(roots))
     if not candidates and not prune:
         raise IngestPathError("no audio files under " + ", ".join(display_path(r) for r in roots))
+    add_music_roots(catalog, roots)  # what the web shows paths relative to
     for c in candidates:
         if c.path in seen:
             continue

@@ -26,14 +26,14 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, BinaryIO
 
 import numpy as np
 
 from soundalike.catalog import OK, Catalog, Track
 from soundalike.errors import CatalogError, TrackNotFoundError
-from soundalike.features import ASPECTS, HOP_S, QUERY_HOP_S, WINDOW_S, extract
+from soundalike.features import ASPECTS, FEATURE_VERSION, HOP_S, QUERY_HOP_S, WINDOW_S, extract
 from soundalike.features.descriptors import NONE, Descriptors, describe
 from soundalike.index.bundle import LibraryIndex
 from soundalike.vocabulary import LEARNED_FAMILIES
@@ -55,6 +55,9 @@ IDENTIFY_MIN = 0.90
 """Best window cosine a clip needs before it is said to come from a track."""
 IDENTIFY_MARGIN = 0.05
 """How far that match must lead the best match in any other recording."""
+WHOLE_SLACK_S = 1.0
+"""A clip identified at most this far into a track, and at most this much shorter than it, is the whole
+track (the same recording from start to end, as another file or encoding)."""
 ALIGN_CANDIDATES = 16
 """Offsets tried when aligning a clip with a track (the ones most of its windows point at)."""
 ALIGN_SLACK = 0.05
@@ -142,17 +145,26 @@ class Identification:
         Cosine of the best window match (1 = identical windows).
     margin : float
         How far it leads the best window match in any other recording.
+    whole : bool
+        The clip is the whole track: the very file, or the same recording from start to end.
+    same_file : bool
+        The clip has the bytes of the track's file (the same content hash); when only that, and no
+        window match, named it, ``score`` is 1 and ``margin`` 0.
     """
 
     track: Track
     at: float
     score: float
     margin: float
+    whole: bool = False
+    same_file: bool = False
 
     @property
     def sentence(self) -> str:
-        minutes, seconds = divmod(max(0, round(self.at)), 60)
         name = self.track.title or os.path.basename(self.track.display_path)
+        if self.whole:
+            return f"this clip is {name}"
+        minutes, seconds = divmod(max(0, round(self.at)), 60)
         return f"this clip is from {name} at {minutes}:{seconds:02d}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +176,8 @@ class Identification:
             "at_s": round(self.at, 2),
             "score": round(self.score, 6),
             "margin": round(self.margin, 6),
+            "whole": self.whole,
+            "same_file": self.same_file,
             "says": self.sentence,
         }
 
@@ -334,6 +348,18 @@ class Recommender:
             identified = self._identify(q_segs, analysis.segment_starts, rows, scores)
             if aspect == "all":
                 window = dict(zip(rows, rescaled_window_similarity(scores.contain).tolist(), strict=True))
+        if (
+            identified is not None
+            and identified.at <= WHOLE_SLACK_S
+            and analysis.duration >= (identified.track.duration or math.inf) - WHOLE_SLACK_S
+        ):
+            identified = replace(identified, whole=True)
+        copy = self._same_file(source, identified)
+        if copy is not None:
+            identified = copy
+            row = self.index.row_of(copy.track.id)
+            if row is not None and row not in rows:
+                rows.append(row)
         results = self._rank(rows, q_all, aspect, k, keep, window=window, first=identified)
         least = self._least(q, q_all, aspect, k, keep)
         results, least = self._explained(describe(analysis.vector), results, least)
@@ -435,6 +461,30 @@ class Recommender:
         if agree < IDENTIFY_AGREEMENT:
             return None
         return Identification(track=track, at=at, score=float(scores.best[order[0]]), margin=margin)
+
+    def _same_file(self, source: Any, identified: Identification | None) -> Identification | None:
+        """The catalog track whose file has exactly the bytes of ``source`` (given as bytes or a path),
+        as a whole-track identification; None when there is none in the index.
+
+        Windows alone cannot name an upload that is itself in the library when the library also holds
+        another copy of that recording (a transcode matches every window as well), so the content hash
+        decides.
+        """
+        from soundalike.ingest import content_hash
+
+        if not isinstance(source, bytes | bytearray | memoryview | str | os.PathLike):
+            return None
+        try:
+            digest = content_hash(bytes(source) if isinstance(source, bytearray | memoryview) else source)
+        except OSError:
+            return None
+        if identified is not None and identified.track.content_hash == digest:
+            return replace(identified, whole=True, same_file=True)
+        found = self.catalog.find_analysis(digest, FEATURE_VERSION)
+        track = self.catalog.get_by_path(found.path) if found is not None else None
+        if track is None or self.index.row_of(track.id) is None:
+            return None
+        return Identification(track=track, at=0.0, score=1.0, margin=0.0, whole=True, same_file=True)
 
     def alignment(self, q_segs: np.ndarray, q_starts: np.ndarray, row: int) -> tuple[float, float]:
         """How consistently the query's windows line up in track ``row``, and where.

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from flask import Flask
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from soundalike import audio, synth
 from soundalike.catalog.sqlite import SQLiteCatalog
@@ -35,6 +36,11 @@ PER_PAGE = 15
 def library_folder(index: LibraryIndex) -> Path:
     """The library folder an index was published in (``LIBRARY/indexes/index-…``)."""
     return index.directory.parent.parent
+
+
+def as_the_web_shows(doc: Any, music: Path) -> Any:
+    """A ``to_dict()`` answer (CLI ``--json``) with its paths relative to ``music``, as the web API gives it."""
+    return json.loads(json.dumps(doc).replace(json.dumps(str(music) + "/")[1:-1], ""))
 
 
 @pytest.fixture(scope="session")
@@ -220,3 +226,39 @@ def other_library(tmp_path_factory: pytest.TempPathFactory) -> SQLiteCatalog:
     catalog = SQLiteCatalog(tmp_path_factory.mktemp("empty-library") / "catalog.sqlite")
     ingest([music], catalog, runner=SerialRunner())
     return catalog
+
+
+# -- Chromium (Debian's, driven by Playwright) -------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"

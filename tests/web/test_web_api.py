@@ -18,7 +18,7 @@ from soundalike.recommend import SEGMENT_CSV_FIELDS, Recommender
 from soundalike.web import create_app
 from soundalike.web.openapi import document
 
-from .conftest import UPLOAD_LIMIT, Reply
+from .conftest import UPLOAD_LIMIT, Reply, as_the_web_shows
 
 ASPECTS = ("all", "timbre", "spectral", "rhythm", "harmony", "loudness")
 DOCUMENT = document()
@@ -103,7 +103,7 @@ def test_recommend_answers_exactly_what_the_cli_json_prints(http, clip, synth_li
     expected = Recommender(synth_library.catalog, web_index).similar_to_file(
         clip.path, k=4, aspect="rhythm", name="excerpt.mp3"
     )
-    assert reply.json() == expected.to_dict()
+    assert reply.json() == as_the_web_shows(expected.to_dict(), synth_library.music)
 
 
 @pytest.mark.parametrize("aspect", ASPECTS)
@@ -224,7 +224,7 @@ def test_track_by_id(http, synth_library):
     path, spec = synth_library.tracks[3]
     track_id = track_id_of(synth_library, path)
     body = check_schema(http.get(f"/api/tracks/{track_id}"), "Track")
-    assert body["id"] == track_id and body["path"] == str(path) and body["status"] == "ok"
+    assert body["id"] == track_id and body["path"] == path.name and body["status"] == "ok"
     assert body["file_name"] == path.name and body["duration"] == pytest.approx(20.0, abs=0.1)
     assert body["audio_url"] == f"/api/tracks/{track_id}/audio"
 
@@ -258,7 +258,7 @@ def test_similar_is_what_the_cli_prints_and_never_the_track_itself(http, synth_l
     reply = http.get(f"/api/tracks/{track_id}/similar?k=6&aspect=timbre")
     body = check_schema(reply, "Recommendations")
     expected = Recommender(synth_library.catalog, web_index).similar_to_track(track_id, k=6, aspect="timbre")
-    assert body == expected.to_dict()
+    assert body == as_the_web_shows(expected.to_dict(), synth_library.music)
     assert len(body["results"]) == 6
     assert track_id not in [r["track_id"] for r in body["results"]]
 
@@ -281,7 +281,7 @@ def test_similar_says_why_in_words_and_in_parts(http, synth_library):
 def test_similar_by_rhythm_finds_the_same_groove(http, synth_library):
     path, spec = synth_library.tracks[0]
     body = http.get(f"/api/tracks/{track_id_of(synth_library, path)}/similar?k=7&aspect=rhythm").json()
-    grooves = [synth_library.spec_of(r["path"]).groove for r in body["results"]]
+    grooves = [synth_library.spec_of(str(synth_library.music / r["path"])).groove for r in body["results"]]
     assert grooves.count(spec.groove) >= 6, grooves
 
 

@@ -7,6 +7,7 @@ import pytest
 from soundalike.radio import make_radio, radio, seed_from_file
 from soundalike.recommend import Recommender
 
+from .conftest import as_the_web_shows
 from .test_web_api import check_error, check_schema, track_id_of
 
 
@@ -35,7 +36,7 @@ def test_radio_answers_exactly_what_the_cli_json_prints(http, synth_library, web
         web_index, synth_library.catalog, seeds=[seed], resolve=rec.resolve,
         n=8, drift=0.3, aspect="timbre", weights={"timbre": 2.0}, spread=Spread("folder", 1),
     )  # fmt: skip
-    assert reply.json() == expected.to_dict()
+    assert reply.json() == as_the_web_shows(expected.to_dict(), synth_library.music)
 
 
 def test_radio_from_an_uploaded_clip(http, clip, synth_library, web_index):
@@ -45,7 +46,7 @@ def test_radio_from_an_uploaded_clip(http, clip, synth_library, web_index):
     assert body["seeds"] == [{"type": "file", "path": "excerpt.mp3"}]
     assert len(body["tracks"]) == 6
     expected = radio(web_index, synth_library.catalog.get, [seed_from_file(web_index, clip.path, name="excerpt.mp3")], n=6)
-    assert body == expected.to_dict()
+    assert body == as_the_web_shows(expected.to_dict(), synth_library.music)
 
 
 def test_radio_upload_with_catalog_seeds_too(http, clip, synth_library):

@@ -8,6 +8,7 @@ feature version are already known is never analysed twice.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -180,6 +181,66 @@ class Catalog(Protocol):
     def close(self) -> None: ...
 
 
+ROOTS_META = "music_roots"
+"""Catalog meta key: JSON list of the folders ``ingest`` was given (absolute, none inside another)."""
+
+
+def _outermost(folders: Iterable[str]) -> list[str]:
+    """The folders that lie inside no other one of them, sorted."""
+    unique = sorted(set(folders), key=len)
+    out: list[str] = []
+    for f in unique:
+        if not any(f == o or f.startswith(o.rstrip(os.sep) + os.sep) for o in out):
+            out.append(f)
+    return sorted(out)
+
+
+def add_music_roots(catalog: Catalog, paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Remember the folders (or the folders of the files) ``ingest`` was given; returns all roots.
+
+    The web pages and API show track paths relative to these (:func:`soundalike.vocabulary.relative_path`),
+    never the server's own file system.
+    """
+    new = [os.path.abspath(os.fspath(p)) for p in paths]
+    new = [p if os.path.isdir(p) else os.path.dirname(p) for p in new]
+    roots = _outermost([*_recorded_roots(catalog), *new])
+    if roots != _recorded_roots(catalog):
+        catalog.set_meta(ROOTS_META, json.dumps(roots))
+    return roots
+
+
+def _recorded_roots(catalog: Catalog) -> list[str]:
+    try:
+        value = json.loads(catalog.get_meta(ROOTS_META) or "[]")
+    except ValueError:
+        return []
+    return [str(v) for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def music_roots(catalog: Catalog) -> list[str]:
+    """The library's music folders: those ``ingest`` was given, or for a catalog from before they were
+    recorded, the deepest folder holding every track (none when that is the file system's root)."""
+    recorded = _recorded_roots(catalog)
+    if recorded:
+        return recorded
+    common: str | None = None
+    offset, page = 0, 10_000
+    while True:
+        tracks = catalog.tracks(status=None, offset=offset, limit=page)
+        for t in tracks:
+            folder = os.path.dirname(t.path)
+            try:
+                common = folder if common is None else os.path.commonpath([common, folder])
+            except ValueError:  # different drives
+                return []
+        if len(tracks) < page:
+            break
+        offset += page
+    if common is None or os.path.dirname(common) == common:
+        return []
+    return [common]
+
+
 def default_catalog_path(library: str | os.PathLike[str]) -> Path:
     return Path(library) / "catalog.sqlite"
 
@@ -219,8 +280,11 @@ __all__ = [
     "Segments",
     "Track",
     "TrackRecord",
+    "ROOTS_META",
     "URI_SCHEMES",
+    "add_music_roots",
     "default_catalog_path",
     "display_path",
+    "music_roots",
     "open_catalog",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ import click
 from soundalike import __version__
 from soundalike.errors import SoundalikeError
 from soundalike.settings import Settings, load_settings
-from soundalike.vocabulary import Progress, display_path
+from soundalike.vocabulary import Progress, display_path, distinct_labels
 
 if TYPE_CHECKING:
     from soundalike.library import Library
@@ -125,6 +125,13 @@ def loaded_index(library: Library, *, quiet: bool = False) -> Any:
 def printable(path: str) -> str:
     """A path for one terminal line."""
     return display_path(path).replace("\n", "\\n")
+
+
+def track_names(tracks: Sequence[Any]) -> list[str]:
+    """What a table calls each track: "artist — title", else the file name, with as much of the folder
+    as tells apart two that would read the same (:func:`soundalike.vocabulary.distinct_labels`)."""
+    names = [" — ".join(x for x in (t.artist, t.title) if x) or os.path.basename(display_path(t.path)) for t in tracks]
+    return [printable(label) for label in distinct_labels(names, [t.path for t in tracks])]
 
 
 @contextmanager

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from soundalike.cli._common import json_option, library_option, loaded_index, main, open_library
+from soundalike.cli._common import (
+    json_option,
+    library_option,
+    loaded_index,
+    main,
+    open_library,
+    track_names,
+)
 from soundalike.vocabulary import ASPECTS
 
 
@@ -55,8 +61,8 @@ def _table(title: str, recs: list[Any]) -> None:
     families = list(recs[0].aspects)
     head = f"  {'#':>3}  {'sim':>5}  " + "  ".join(f"{f:>8}" for f in families) + "  track"
     click.echo(head)
-    for r in recs:
-        who = " — ".join(x for x in (r.track.artist, r.track.title) if x) or os.path.basename(r.track.display_path)
+    names = track_names([r.track for r in recs])
+    for r, who in zip(recs, names, strict=True):
         cells = "  ".join(f"{r.aspects[f]:8.3f}" for f in families)
         click.echo(f"  {r.rank:>3}  {r.similarity:5.3f}  {cells}  [{r.track.id}] {who}")
         if r.why is not None:  # the reasons in words, on a line of their own (the row is wide already)

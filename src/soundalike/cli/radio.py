@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -16,6 +14,7 @@ from soundalike.cli._common import (
     main,
     open_library,
     printable,
+    track_names,
 )
 from soundalike.vocabulary import ASPECTS, FAMILIES
 
@@ -35,10 +34,6 @@ def _weights(values: tuple[str, ...]) -> dict[str, float] | None:
         except ValueError:
             raise click.BadParameter(f"{text!r}: the weight is not a number", param_hint="--weight") from None
     return out
-
-
-def _who(track: Any) -> str:
-    return " — ".join(x for x in (track.artist, track.title) if x) or os.path.basename(printable(track.path))
 
 
 @main.command()
@@ -102,12 +97,14 @@ def radio(
     if as_json:
         click.echo(json.dumps(playlist.to_dict(), indent=2, ensure_ascii=False))
         return
-    seeds_text = ", ".join(s.label if s.track is None else f"[{s.track.id}] {_who(s.track)}" for s in playlist.seeds)
+    shown = [s.track for s in playlist.seeds if s.track is not None] + [e.track for e in playlist.entries]
+    who = dict(zip((t.id for t in shown), track_names(shown), strict=True))
+    seeds_text = ", ".join(s.label if s.track is None else f"[{s.track.id}] {who[s.track.id]}" for s in playlist.seeds)
     click.echo(f"{'path' if playlist.kind == 'path' else 'radio'} from {seeds_text}  (aspect: {aspect})")
     click.echo(f"  {'#':>3}  {'prev':>5}  {'seeds':>5}  track")
     for e in playlist.entries:
         mark = "  (spacing relaxed)" if e.relaxed else ""
-        click.echo(f"  {e.position:>3}  {e.to_previous:5.3f}  {e.to_seeds:5.3f}  [{e.track.id}] {_who(e.track)}{mark}")
+        click.echo(f"  {e.position:>3}  {e.to_previous:5.3f}  {e.to_seeds:5.3f}  [{e.track.id}] {who[e.track.id]}{mark}")
     if len(playlist.entries) < (n or (10 if ends else 50)):
         click.echo(f"  (only {len(playlist.entries)} tracks: the library has no more that may be played)")
 

@@ -49,7 +49,7 @@ from soundalike.errors import (
 from soundalike.index.bundle import LibraryIndex
 from soundalike.library import Library
 from soundalike.settings import Settings
-from soundalike.web.common import EXTENSION, Shared
+from soundalike.web.common import EXTENSION, Shared, public_text
 from soundalike.web.limits import AnalysisGate
 from soundalike.web.state import LiveIndex, PictureCache, ResultStore
 
@@ -252,6 +252,10 @@ def _status_of(exc: SoundalikeError) -> int:
 
 def error_response(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
     """A JSON (API, or when asked for) or HTML error answer."""
+    try:  # a message naming a track's file names it as the pages do, without the server's folders
+        message = public_text(message)
+    except (SoundalikeError, OSError) as exc:
+        log.warning("could not read the library's music folders for an error message: %s", exc)
     if _wants_json():
         response = jsonify({"error": message, "status": status})
     else:

@@ -3,11 +3,14 @@
 Every answer is JSON except the audio stream and the segment CSV; every error is JSON
 ``{"error": message, "status": code}`` with a 4xx code for bad input (see ``web/__init__.py``).
 Recommendations have exactly the shape of the CLI's ``--json``
-(:meth:`soundalike.recommend.Recommendations.to_dict`).
+(:meth:`soundalike.recommend.Recommendations.to_dict`), except that every ``path`` is relative to the
+library's music folders (:func:`soundalike.web.common.public_path`): the API never shows the server's
+file system.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 import math
@@ -22,7 +25,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from soundalike import __version__
 from soundalike.catalog import OK, Track
 from soundalike.features import FEATURE_VERSION
-from soundalike.recommend import Recommendations, write_segment_csv
+from soundalike.recommend import SEGMENT_CSV_FIELDS, Recommendations
 from soundalike.web import openapi
 from soundalike.web.common import (
     MAX_PAGE,
@@ -33,6 +36,9 @@ from soundalike.web.common import (
     parse_int,
     parse_k,
     parse_search,
+    public,
+    public_path,
+    public_text,
     recommender,
     send_track_audio,
     shared,
@@ -116,7 +122,9 @@ def analysed_track(track_id: int) -> Track:
     """
     track = get_track(track_id)
     if track.status != OK:
-        raise NotFound(f"track {track.id} ({track.display_path}) failed analysis, so it has no neighbours: {track.error}")
+        raise NotFound(
+            f"track {track.id} ({public_path(track.path)}) failed analysis, so it has no neighbours: {public_text(track.error or '')}"
+        )
     return track
 
 
@@ -127,7 +135,7 @@ def recommend() -> Response:
     aspect = parse_aspect(request.form.get("aspect"))
     result, data, _, _ = analyse_upload(upload, k=k, aspect=aspect, segments=False)
     del data  # nothing of the upload outlives the request
-    return jsonify(result.to_dict())
+    return jsonify(public(result.to_dict()))
 
 
 @bp.get("/tracks")
@@ -166,7 +174,7 @@ def similar(track_id: int) -> Response:
     aspect = parse_aspect(request.args.get("aspect"))
     analysed_track(track_id)
     result = recommender().similar_to_track(track_id, k=k, aspect=aspect)
-    return jsonify(result.to_dict())
+    return jsonify(public(result.to_dict()))
 
 
 @bp.get("/tracks/<int:track_id>/audio")
@@ -182,9 +190,12 @@ def track_segments(track_id: int) -> Response:
 
 
 def csv_response(result: Recommendations, filename: str) -> Response:
-    """The segment matches of ``result`` as a CSV download."""
+    """The segment matches of ``result`` as a CSV download (paths as :func:`public_path` shows them)."""
     out = io.StringIO()
-    write_segment_csv(result.segment_matches, out)
+    writer = csv.DictWriter(out, fieldnames=SEGMENT_CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for match in result.segment_matches:
+        writer.writerow({**match.to_row(), "path": public_path(match.track.path)})
     response = Response(out.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

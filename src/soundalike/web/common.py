@@ -5,15 +5,17 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
+import threading
+from collections.abc import Sequence
 from typing import Any
 
-from flask import Flask, Response, current_app, send_file, url_for
+from flask import Flask, Response, current_app, g, send_file, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
-from soundalike.catalog import Track
+from soundalike.catalog import ROOTS_META, Track, music_roots
 from soundalike.errors import EmptyLibraryError
 from soundalike.recommend import Recommender
-from soundalike.vocabulary import ASPECTS
+from soundalike.vocabulary import ASPECTS, distinct_labels, relative_path
 from soundalike.web.limits import AnalysisGate
 from soundalike.web.state import LiveIndex, PictureCache, ResultStore
 
@@ -45,10 +47,21 @@ class Shared:
         self.pictures = pictures
         self.gate = gate
         self.analysed_s = analysed_s
+        self._roots: tuple[tuple[int, str | None], list[str]] | None = None
+        self._roots_lock = threading.Lock()
 
     @property
     def catalog(self) -> Any:
         return self.live.catalog
+
+    def music_roots(self) -> list[str]:
+        """The library's music folders (:func:`soundalike.catalog.music_roots`), read again when the catalog
+        or the folders it remembers change (a catalog without them is scanned once per revision)."""
+        key = (self.catalog.revision(), self.catalog.get_meta(ROOTS_META))
+        with self._roots_lock:
+            if self._roots is None or self._roots[0] != key:
+                self._roots = (key, music_roots(self.catalog))
+            return self._roots[1]
 
 
 def shared(app: Flask | None = None) -> Shared:
@@ -134,11 +147,52 @@ def get_track(track_id: int) -> Track:
     return track
 
 
+def _roots() -> list[str]:
+    if "soundalike_roots" not in g:
+        g.soundalike_roots = shared().music_roots()
+    roots: list[str] = g.soundalike_roots
+    return roots
+
+
+def public_path(path: str) -> str:
+    """A track path as the pages and the API show it: relative to the library's music folders
+    (:func:`soundalike.vocabulary.relative_path`), never the server's file system."""
+    return relative_path(path, _roots())
+
+
+def public(doc: Any) -> Any:
+    """A ``to_dict()`` answer (recommendations, radio) with every ``path`` field made :func:`public_path`."""
+    if isinstance(doc, dict):
+        return {k: public_path(v) if k == "path" and isinstance(v, str) else public(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [public(v) for v in doc]
+    return doc
+
+
+def public_text(message: str) -> str:
+    """A message (an error naming a file) with the library's folders cut from the paths in it, as
+    :func:`public_path` cuts them."""
+    roots = _roots()
+    for root in sorted(roots, key=len, reverse=True):
+        cut = (os.path.dirname(root.rstrip(os.sep)) if len(roots) > 1 else root).rstrip(os.sep)
+        if cut:  # never the file system's root: that would take every separator out of the message
+            message = message.replace(cut + os.sep, "")
+    return message
+
+
+def track_labels(tracks: Sequence[Track]) -> dict[int, str]:
+    """What to call each track in one list: its title or file name, with folders where two look alike
+    (:func:`soundalike.vocabulary.distinct_labels`)."""
+    unique = list({t.id: t for t in tracks}.values())
+    labels = distinct_labels([t.name for t in unique], [public_path(t.path) for t in unique])
+    return {t.id: label for t, label in zip(unique, labels, strict=True)}
+
+
 def track_dict(track: Track) -> dict[str, Any]:
-    """The JSON form of a catalog track."""
+    """The JSON form of a catalog track (``path`` relative to the library's music folders)."""
     return {
         "id": track.id,
-        "path": track.display_path,
+        "path": public_path(track.path),
         "file_name": file_name(track),
         "title": track.title,
         "artist": track.artist,
@@ -146,7 +200,7 @@ def track_dict(track: Track) -> dict[str, Any]:
         "genre": track.genre,
         "duration": round(track.duration, 3) if track.duration is not None else None,
         "status": track.status,
-        "error": track.error,
+        "error": public_text(track.error) if track.error else track.error,
         "error_reason": track.error_reason,
         "feature_version": track.feature_version,
         "audio_url": url_for("api.track_audio", track_id=track.id),
@@ -198,8 +252,8 @@ def send_track_audio(track: Track) -> Response:
         with open(track.path, "rb") as f:
             head = f.read(16)
     except OSError as exc:
-        raise NotFound(f"track {track.id}: its file {track.display_path} cannot be read ({exc.strerror})") from exc
-    mimetype = sniff_mimetype(head, track.display_path)
+        raise NotFound(f"track {track.id}: its file {public_path(track.path)} cannot be read ({exc.strerror})") from exc
+    mimetype = sniff_mimetype(head, track.display_path)  # the name only helps guess the type; it is not sent
     try:
         return send_file(
             track.path,
@@ -209,4 +263,4 @@ def send_track_audio(track: Track) -> Response:
             max_age=3600,
         )
     except OSError as exc:
-        raise NotFound(f"track {track.id}: its file {track.display_path} cannot be read ({exc.strerror})") from exc
+        raise NotFound(f"track {track.id}: its file {public_path(track.path)} cannot be read ({exc.strerror})") from exc

@@ -20,6 +20,14 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+PATH = {
+    "type": "string",
+    "description": "The track's file relative to the library's music folders (the folders given to `soundalike ingest`; "
+    "led by the folder's own name when there are several), never the server's absolute path; the CLI's --json shows the real path.",
+}
+"""Every ``path`` field of a track (the pages and the API show no server path; see web.common.public_path)."""
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
 
@@ -70,7 +78,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "rank": {"type": "integer", "minimum": 1},
             "track_id": {"type": "integer"},
-            "path": {"type": "string"},
+            "path": PATH,
             "title": {"type": ["string", "null"]},
             "artist": {"type": ["string", "null"]},
             "similarity": {"type": "number", "minimum": 0, "maximum": 1, "description": "(1 + c) / 2; 0.5 means unrelated."},
@@ -123,7 +131,7 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Recommendations": {
         "type": "object",
-        "description": "Exactly what `soundalike query|similar --json` prints.",
+        "description": "What `soundalike query|similar --json` prints, with every path relative to the library's music folders.",
         "required": ["query", "results", "least_similar"],
         "properties": {
             "query": {
@@ -131,7 +139,7 @@ _SCHEMAS: dict[str, Any] = {
                 "required": ["type", "path", "aspect", "k"],
                 "properties": {
                     "type": {"type": "string", "enum": ["file", "track"]},
-                    "path": {"type": "string"},
+                    "path": {**PATH, "description": "An uploaded file's name, or a track's path as in `path` below."},
                     "track_id": {"type": "integer"},
                     "title": {"type": ["string", "null"]},
                     "artist": {"type": ["string", "null"]},
@@ -149,17 +157,19 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Identification": {
         "type": "object",
-        "description": "For a file query: the catalog track the clip was cut from, when its best window match is unambiguous (it is then results[0]).",
-        "required": ["track_id", "path", "title", "artist", "at_s", "score", "margin", "says"],
+        "description": "For a file query: the catalog track the clip is, or was cut from, when its best window match is unambiguous or its bytes are those of the track's file (it is then results[0]).",
+        "required": ["track_id", "path", "title", "artist", "at_s", "score", "margin", "whole", "same_file", "says"],
         "properties": {
             "track_id": {"type": "integer"},
-            "path": {"type": "string"},
+            "path": PATH,
             "title": {"type": ["string", "null"]},
             "artist": {"type": ["string", "null"]},
             "at_s": {"type": "number", "minimum": 0, "description": "Seconds into the track where the clip starts."},
             "score": {"type": "number", "description": "Cosine of the best window match."},
             "margin": {"type": "number", "description": "Its lead over the best match in any other recording."},
-            "says": {"type": "string", "description": "\"this clip is from TITLE at M:SS\""},
+            "whole": {"type": "boolean", "description": "The clip is the whole track: its very file, or the same recording from start to end."},
+            "same_file": {"type": "boolean", "description": "The clip has exactly the bytes of the track's file (then score is 1 and margin 0 unless the windows also matched)."},
+            "says": {"type": "string", "description": "\"this clip is TITLE\" (whole) or \"this clip is from TITLE at M:SS\""},
         },
         "additionalProperties": False,
     },
@@ -168,7 +178,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["id", "path", "file_name", "status", "audio_url", "page_url"],
         "properties": {
             "id": {"type": "integer"},
-            "path": {"type": "string"},
+            "path": PATH,
             "file_name": {"type": "string"},
             "title": {"type": ["string", "null"]},
             "artist": {"type": ["string", "null"]},
@@ -335,7 +345,7 @@ _PATHS: dict[str, Any] = {
             "parameters": [_TRACK_ID],
             "responses": {
                 "200": {
-                    "description": "CSV: query_start_s,query_end_s,track_id,path,track_start_s,track_end_s,similarity",
+                    "description": "CSV: query_start_s,query_end_s,track_id,path,track_start_s,track_end_s,similarity (path relative to the library's music folders)",
                     "content": {"text/csv": {"schema": {"type": "string"}}},
                 },
                 "404": _error("No such track, or it failed analysis"),
@@ -417,7 +427,7 @@ _SCHEMAS["PlaylistEntry"] = {
     "properties": {
         "position": {"type": "integer", "minimum": 1},
         "track_id": {"type": "integer"},
-        "path": {"type": "string"},
+        "path": PATH,
         "title": {"type": ["string", "null"]},
         "artist": {"type": ["string", "null"]},
         "album": {"type": ["string", "null"]},
@@ -431,7 +441,7 @@ _SCHEMAS["PlaylistEntry"] = {
 }
 _SCHEMAS["Playlist"] = {
     "type": "object",
-    "description": "Exactly what `soundalike radio --json` prints. Never a seed, a byte-identical or transcoded copy "
+    "description": "What `soundalike radio --json` prints (paths relative to the library's music folders). Never a seed, a byte-identical or transcoded copy "
     "of a seed, or a track twice.",
     "required": ["type", "seeds", "options", "tracks"],
     "properties": {
@@ -444,7 +454,7 @@ _SCHEMAS["Playlist"] = {
                 "properties": {
                     "type": {"type": "string", "enum": ["track", "file"]},
                     "track_id": {"type": "integer"},
-                    "path": {"type": "string"},
+                    "path": {**PATH, "description": "An uploaded file's name, or a track's path as in `path` below."},
                     "title": {"type": ["string", "null"]},
                     "artist": {"type": ["string", "null"]},
                 },

@@ -15,6 +15,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -25,7 +26,7 @@ from flask import (
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
-from soundalike.catalog import FAILED, OK
+from soundalike.catalog import FAILED, OK, Track
 from soundalike.features import FEATURE_VERSION
 from soundalike.recommend import Recommendations
 from soundalike.web.api import analyse_upload, csv_response, upload_from_request
@@ -40,9 +41,12 @@ from soundalike.web.common import (
     parse_int,
     parse_k,
     parse_search,
+    public_path,
+    public_text,
     recommender,
     shared,
     sniff_mimetype,
+    track_labels,
 )
 from soundalike.web.state import UploadResult
 
@@ -63,6 +67,33 @@ def _duration(seconds: float | None) -> str:
 @bp.app_template_filter("basename")
 def _basename(path: str) -> str:
     return os.path.basename(path)
+
+
+@bp.app_template_filter("public_path")
+def _public_path(path: str) -> str:
+    return public_path(path)
+
+
+@bp.app_template_filter("public_text")
+def _public_text(text: str) -> str:
+    return public_text(text)
+
+
+@bp.app_template_global("track_label")
+def _track_label(track: Track) -> str:
+    """The track's name in the lists of this page: title or file name, with folders where two look alike."""
+    labels: dict[int, str] = g.get("track_labels") or {}
+    return labels.get(track.id) or track.name
+
+
+def _label_tracks(*lists: Recommendations | None, tracks: list[Track] | None = None) -> None:
+    """Name every track this page shows (:func:`soundalike.web.common.track_labels`) for :func:`_track_label`."""
+    shown = list(tracks or [])
+    for rec in lists:
+        if rec is not None:
+            shown += [r.track for r in (*rec.results, *rec.least_similar)]
+            shown += [rec.identified.track] if rec.identified is not None else []
+    g.track_labels = track_labels(shown)
 
 
 @bp.app_template_filter("shortpath")
@@ -136,6 +167,7 @@ def _result(result_id: str) -> UploadResult:
 def results(result_id: str) -> str:
     entry = _result(result_id)
     rec: Recommendations = entry.recommendations
+    _label_tracks(rec)
     return render_template("results.html", entry=entry, rec=rec, query=rec.query)
 
 
@@ -178,6 +210,7 @@ def library() -> str:
     total, rows = catalog.page(status=status, query=query or None, offset=(page - 1) * per_page, limit=per_page)
     pages = max(1, math.ceil(total / per_page))
     tracks, failures = _library_counts()
+    _label_tracks(tracks=rows)
     return render_template(
         "library.html",
         rows=rows,
@@ -200,11 +233,12 @@ def track(track_id: int) -> str:
     neighbours: Recommendations | None = None
     note = None
     if t.status != OK:
-        note = f"This file failed analysis ({t.error_reason}): {t.error}"
+        note = f"This file failed analysis ({t.error_reason}): {public_text(t.error or '')}"
     elif shared().live.get() is None:
         note = EMPTY_LIBRARY
     else:
         neighbours = recommender().similar_to_track(t.id, k=k, aspect=aspect)
+    _label_tracks(neighbours, tracks=[t])
     return render_template(
         "track.html", track=t, file_name=file_name(t), neighbours=neighbours, note=note, k=k, aspect=aspect
     )
@@ -218,7 +252,7 @@ def track_picture(track_id: int) -> Response:
     png = state.pictures.get(key)
     if png is None:
         if not os.path.isfile(t.path):
-            raise NotFound(f"track {t.id}: its file {t.display_path} is gone")
+            raise NotFound(f"track {t.id}: its file {public_path(t.path)} is gone")
         from soundalike.audio import decode
         from soundalike.web.pictures import feature_picture
 

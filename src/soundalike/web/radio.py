@@ -1,6 +1,7 @@
 """The radio API: ``GET /api/radio`` from catalog seeds, ``POST /api/radio`` with an uploaded clip.
 
-Answers are exactly what ``soundalike radio --json`` prints (:meth:`soundalike.radio.Playlist.to_dict`);
+Answers are exactly what ``soundalike radio --json`` prints (:meth:`soundalike.radio.Playlist.to_dict`),
+with every ``path`` relative to the library's music folders (:func:`soundalike.web.common.public`);
 bad input is a JSON 400, an unknown seed a 404 (see ``web/__init__.py``). ``exclude=ID`` (repeated)
 names tracks never to play, nor copies of them: what the radio page has played already.
 """
@@ -19,7 +20,7 @@ from werkzeug.exceptions import BadRequest
 from soundalike.radio import SPREAD_KINDS, Playlist, Spread, make_radio, seed_from_file
 from soundalike.vocabulary import ASPECTS, FAMILIES
 from soundalike.web.api import analysed_track, read_upload, upload_from_request
-from soundalike.web.common import parse_aspect, parse_int, recommender, shared
+from soundalike.web.common import parse_aspect, parse_int, public, recommender, shared
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def radio_from_seeds() -> Response:
         raise BadRequest("give at least one seed: /api/radio?seed=TRACK_ID (repeat for several)")
     rec = recommender()
     playlist: Playlist = make_radio(rec.index, rec.catalog, seeds=seeds, resolve=rec.resolve, **options)
-    return jsonify(playlist.to_dict())
+    return jsonify(public(playlist.to_dict()))
 
 
 @bp.post("/radio")
@@ -139,4 +140,4 @@ def radio_from_upload() -> Response:
     del data  # nothing of the upload outlives the request
     log.info("analysed radio seed %r in %.2f s", label, time.perf_counter() - started)
     playlist = make_radio(rec.index, rec.catalog, seeds=seeds, clip=clip, resolve=rec.resolve, **options)
-    return jsonify(playlist.to_dict())
+    return jsonify(public(playlist.to_dict()))
