@@ -15,7 +15,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from .test_web_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 # Pages may start playing without a click (as after "Start radio"); no sound card is needed or used.
 RADIO_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
