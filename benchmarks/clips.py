@@ -52,14 +52,14 @@ class ClipsConfig:
     """File queries timed per size (after one warm-up)."""
     queries: int = 200
     """Recall queries per size: half held-out tracks, half clips of library tracks."""
-    candidates: tuple[tuple[int, int], ...] = ((4, 20), (8, 20), (16, 20), (32, 20), (4, 40), (16, 40))
+    candidates: tuple[tuple[int, int], ...] = ((16, 20), (4, 20), (8, 20), (32, 20), (16, 40))
     """(``TRACK_CANDIDATES``, ``SEGMENT_HITS``) settings whose recall and time are measured; the default first."""
     clips: int | None = None
     """Real dev-music clips the latent models are fitted on (None: all)."""
 
 
 FULL = ClipsConfig()
-QUICK = ClipsConfig(sizes=(10_000,), timed=15, queries=100, candidates=((4, 20), (8, 40)))
+QUICK = ClipsConfig(sizes=(10_000,), timed=15, queries=100, candidates=((16, 20), (4, 20)))
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -319,14 +319,15 @@ def run(cache: Path, config: ClipsConfig = FULL) -> Section:
     table = section.table(
         f"A 10-s clip through `Recommender.similar_to_file` (k = {K}), {config.timed} queries after one warm-up, "
         f"{len(files)} real MP3 clips in turn",
-        ["tracks", "segments indexed", "p50", "p95", "floor: decode + analysis alone (p50)", "the rest: search, re-scoring, identification (p50)",
-         "first query (model load)", "index (built in this run?)"],
+        ["tracks", "segments indexed", "p50", "p95", "fastest", "floor: decode + analysis alone, p50 (fastest)",
+         "the rest: search, re-scoring, identification (p50)", "first query (model load)", "index (built in this run?)"],
     )
     for s in sizes:
         q = s.query
         table.add(
             fmt_n(s.n), fmt_n(s.built["segments"]), fmt_s(statistics.median(q["total"])), fmt_s(_pct(q["total"], 95)),
-            fmt_s(statistics.median(q["floor"])), fmt_s(max(0.0, statistics.median(q["total"]) - statistics.median(q["floor"]))),
+            fmt_s(min(q["total"])), f"{fmt_s(statistics.median(q['floor']))} ({fmt_s(min(q['floor']))})",
+            fmt_s(max(0.0, statistics.median(q["total"]) - statistics.median(q["floor"]))),
             fmt_s(q["first"]),
             f"{s.built['segment_backend']} segments, {fmt_bytes(s.built['disk'])}, "
             + ("an earlier run's" if s.built["reused"] else f"built in {fmt_s(s.built['seconds'])}"),
@@ -351,7 +352,8 @@ def run(cache: Path, config: ClipsConfig = FULL) -> Section:
             p50 = statistics.median(s.query["total"])
             section.targets.append(
                 Target(f"10-s clip query p50 ≤ 150 ms ({fmt_n(s.n)} tracks, full file path)",
-                       f"p50 {fmt_s(p50)}, p95 {fmt_s(_pct(s.query['total'], 95))} (floor {fmt_s(statistics.median(s.query['floor']))})",
+                       f"p50 {fmt_s(p50)}, p95 {fmt_s(_pct(s.query['total'], 95))}, fastest {fmt_s(min(s.query['total']))} "
+                       f"(decode + analysis alone: p50 {fmt_s(statistics.median(s.query['floor']))}, fastest {fmt_s(min(s.query['floor']))})",
                        p50 <= P50_BAR if s.n >= 10_000 else None)  # fmt: skip
             )
     for s in sizes:

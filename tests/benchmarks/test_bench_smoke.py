@@ -114,7 +114,7 @@ def test_scale_builds_serves_and_measures_recall_at_every_size(bench_cache, tmp_
 def test_clips_times_clip_queries_and_every_track_as_a_candidate_gives_the_exact_ranking(bench_cache):
     from benchmarks import clips
 
-    config = clips.ClipsConfig(sizes=(600,), timed=2, queries=10, candidates=((4, 20), (60, 20)), clips=12)
+    config = clips.ClipsConfig(sizes=(600,), timed=2, queries=10, candidates=((16, 20), (60, 20)), clips=12)
     section = clips.run(bench_cache, config)
     _rendered(section)
     size = section.raw["sizes"][0]
