@@ -345,7 +345,8 @@ def style_patches(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES
     patches = mel_patches(y, sample_rate=sample_rate, starts=starts)
     # One patch per run: without its memory arena onnxruntime allocates each run's activations
     # afresh, and a batch's are proportionally larger and slower to allocate and touch; one at a
-    # time took half the time of a batch of 3 or 5 patches (same process, interleaved, one core).
+    # time took 0.85x the time of a batch of 3 patches and 0.63x that of a batch of 5 (fastest of 8,
+    # interleaved in one process, one core, load average 7; about 0.5x for both at load 14).
     return np.concatenate([run_model(patch[None])[0] for patch in patches])
 
 
