@@ -1,6 +1,6 @@
 """Benchmarks: how fast soundalike is, against exact search, peers and the limits of the machine.
 
-``python -m benchmarks`` (``make bench``) measures five areas and writes
+``python -m benchmarks`` (``make bench``) measures six areas and writes
 ``benchmarks/results/latest.md`` (machine, versions, date, every figure) and prints the same tables;
 ``--quick`` (``make bench-quick``) runs small sizes in under three minutes and writes
 ``benchmarks/results/quick.md`` instead.
@@ -17,6 +17,10 @@ endtoend       ``POST /api/recommend`` of a 30-second MP3 on a 10k-track library
 radio          50-track radios at 10k, 100k and 1M tracks against a top-50 query and an index-free
                radio; smoothness on real music; duplicates' precision, recall and time
                (:mod:`benchmarks.radio`)
+clips          a 10-s clip's query time on 10k / 100k synthetic 3-minute tracks beside its decode +
+               analysis floor, and the recall@10 of the blended ranking (track and segment
+               candidates re-scored) against exact window-set scoring of every track
+               (:mod:`benchmarks.clips`)
 load           8 clients, 400 requests mixing uploads and track-similarity calls on a 2,000-track
                library (only with ``--only load``, ``make bench-load``: writes ``results/load.md``)
 =============  ==============================================================================

@@ -16,7 +16,7 @@ import traceback
 
 from benchmarks import CACHE, RESULTS, THREAD_VARIABLES
 
-AREAS = ("analysis", "ingest", "search", "endtoend", "radio")
+AREAS = ("analysis", "ingest", "search", "endtoend", "radio", "clips")
 """What ``make bench`` runs, in this order."""
 EXTRA_AREAS = ("load",)
 """Run only when named with ``--only`` (``make bench-load``); each writes its own results file."""
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pathlib import Path
 
-    from benchmarks import analysis, endtoend, ingest, load, radio, search
+    from benchmarks import analysis, clips, endtoend, ingest, load, radio, search
     from benchmarks.common import Section, load_average, machine_info, render, to_json
 
     mode = "quick" if args.quick else "full"
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "endtoend": lambda: endtoend.run(cache, endtoend.QUICK if args.quick else endtoend.FULL),
         "radio": lambda: radio.run(cache, radio.QUICK if args.quick else radio.FULL),
+        "clips": lambda: clips.run(cache, clips.QUICK if args.quick else clips.FULL),
         "load": lambda: load.run(cache),
     }
     started = time.perf_counter()

@@ -14,6 +14,7 @@ callback.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import hashlib
 import io
 import logging
@@ -27,6 +28,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 from soundalike.catalog import (
     FAILED,
@@ -401,6 +404,7 @@ def ingest(
     batch_size: int = 32,
     prune: bool = False,
     retry_failed: bool = False,
+    again: Iterable[str] = (),
     progress: Progress | None = None,
 ) -> IngestSummary:
     """Bring the catalog up to date with the audio files under ``paths``.
@@ -419,6 +423,11 @@ def ingest(
         Drop catalog entries under ``paths`` whose files no longer exist.
     retry_failed : bool
         Analyse again files that failed before even if they did not change.
+    again : iterable of str
+        Catalog paths to analyse again although they did not change, wherever they are (``ingest
+        --style``: the tracks analysed without the learned family). Each keeps its track id; one
+        whose file is gone, or whose new analysis fails, keeps its old analysis (the failure is
+        reported in the summary), so an interrupted run is finished by running it again.
     progress : callable, optional
         ``progress(event, done, total)``.
 
@@ -436,19 +445,25 @@ def ingest(
     states = catalog.file_states()
     seen: set[str] = set()
     todo: list[Candidate] = []
+    redo = {p: None for p in again if p in states}  # ordered
     candidates = list(walk(roots))
-    if not candidates and not prune:
+    if not candidates and not prune and not redo:
         raise IngestPathError("no audio files under " + ", ".join(display_path(r) for r in roots))
     add_music_roots(catalog, roots)  # what the web shows paths relative to
-    for c in candidates:
+    for c in [*candidates, *(_stat(p) for p in redo)]:
         if c.path in seen:
+            continue
+        if c.path in redo and c.error:  # gone: its analysis without the learned family stays
+            log.warning("%s: not analysed again: %s", c.path, c.error)
+            summary.failed.append((c.path, f"not analysed again: {c.error}"))
             continue
         seen.add(c.path)
         summary.found += 1
-        if _unchanged(states.get(c.path), c, FEATURE_VERSION, retry_failed):
+        if c.path not in redo and _unchanged(states.get(c.path), c, FEATURE_VERSION, retry_failed):
             summary.unchanged += 1
         else:
             todo.append(c)
+    keep_ids = {p: t.id for p in redo if (t := catalog.get_by_path(p)) is not None}
 
     if prune:
         gone = [p for p in states if p not in seen and _under(p, roots) and not os.path.exists(p)]
@@ -459,7 +474,7 @@ def ingest(
     to_analyse: list[Candidate] = []
     if states:
         for c in todo:
-            cached = _cached(catalog, c, FEATURE_VERSION)
+            cached = None if c.path in redo else _cached(catalog, c, FEATURE_VERSION, style=options.style)
             if cached is not None:
                 pending.append(cached)
                 summary.reused += 1
@@ -481,8 +496,16 @@ def ingest(
         last_write = time.monotonic()
 
     for record in runner.run(to_analyse, options):
-        pending.append(record)
         done += 1
+        if record.path in keep_ids:
+            if record.status != OK:  # keep the analysis it has rather than lose the track
+                summary.failed.append((record.path, f"not analysed again: {record.error or 'failed'}"))
+                log.info("%s: not analysed again: %s", record.path, record.error)
+                if progress:
+                    progress("file", done, total)
+                continue
+            record = dataclasses.replace(record, track_id=keep_ids[record.path])
+        pending.append(record)
         if record.status == OK:
             summary.analysed += 1
             summary.audio_seconds += record.duration or 0.0
@@ -510,7 +533,7 @@ def _under(path: str, roots: Sequence[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def _cached(catalog: Catalog, c: Candidate, feature_version: int) -> TrackRecord | None:
+def _cached(catalog: Catalog, c: Candidate, feature_version: int, *, style: bool = True) -> TrackRecord | None:
     if c.error:
         return None
     try:
@@ -518,7 +541,9 @@ def _cached(catalog: Catalog, c: Candidate, feature_version: int) -> TrackRecord
     except OSError:
         return None
     found = catalog.find_analysis(digest, feature_version)
-    if found is None:
+    if found is None or found.vector is None:
+        return None
+    if style and not _has_style(found.vector):  # analysed with --no-style: not what is asked now
         return None
     return TrackRecord(
         path=c.path,
@@ -533,3 +558,10 @@ def _cached(catalog: Catalog, c: Candidate, feature_version: int) -> TrackRecord
         segments=found.segments,
         segment_starts=found.segment_starts,
     )
+
+
+def _has_style(vector: np.ndarray) -> bool:
+    """Whether a raw track vector holds the learned family (``--no-style`` leaves it zeros)."""
+    from soundalike.features import track_layout
+
+    return bool(np.any(np.asarray(vector)[track_layout().slices["style"]]))

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from soundalike.catalog import Catalog, open_catalog
 from soundalike.errors import ConfigError
 from soundalike.features import FEATURE_VERSION
@@ -53,6 +55,9 @@ from soundalike.vocabulary import INDEX_BACKENDS
 log = logging.getLogger(__name__)
 
 CHOICES_FILE = "choices.json"
+UNSTYLED = "unstyled"
+"""Key of ``choices.json``: true once tracks were analysed without the learned family, until an
+ingest with it finds none left."""
 TUNED_FILE = "tuned.json"
 
 __all__ = ["IndexInfo", "Library", "LibraryStats", "Loaded"]
@@ -99,6 +104,8 @@ class LibraryStats:
     stale: int
     catalog_revision: int
     index: IndexInfo | None
+    without_style: int | None = None
+    """Tracks analysed without the learned family (``--no-style``); None when not counted."""
 
     @property
     def hours(self) -> float:
@@ -113,6 +120,7 @@ class LibraryStats:
             "hours": round(self.hours, 3),
             "failures": self.failures,
             "stale": self.stale,
+            "without_style": self.without_style,
             "catalog_revision": self.catalog_revision,
             "index": None
             if self.index is None
@@ -200,8 +208,37 @@ class Library:
         return chosen if isinstance(chosen, bool) else True
 
     def choose_style(self, on: bool) -> None:
-        """Remember ``ingest --no-style`` (or its undoing) for the commands that follow."""
-        _write_json(self.folder / CHOICES_FILE, {**_read_json(self.folder / CHOICES_FILE), "style": on})
+        """Remember ``ingest --no-style`` or ``ingest --style`` for the commands that follow."""
+        choices = _read_json(self.folder / CHOICES_FILE)
+        if on and choices.get("style") is False:  # a library from before UNSTYLED was recorded
+            choices.setdefault(UNSTYLED, True)
+        _write_json(self.folder / CHOICES_FILE, {**choices, "style": on})
+
+    def note_unstyled(self) -> None:
+        """Record that tracks are about to be analysed without the learned family, so that a later
+        ingest with it knows to look for them (:meth:`unstyled_paths`)."""
+        _write_json(self.folder / CHOICES_FILE, {**_read_json(self.folder / CHOICES_FILE), UNSTYLED: True})
+
+    def unstyled_paths(self) -> list[str]:
+        """Paths of the analysed tracks whose learned (style) family is zeros: analysed with ``--no-style``.
+
+        Reads every track vector, so only when :meth:`note_unstyled` (or ``--no-style``) was ever
+        used in this library; once none is left that record is cleared and the next call reads
+        nothing. Tracks of an older feature version are not counted (ingest analyses them anyway).
+        """
+        choices = _read_json(self.folder / CHOICES_FILE)
+        if not choices.get(UNSTYLED, choices.get("style") is False):
+            return []
+        from soundalike.features import track_layout
+
+        learned = track_layout().slices["style"]
+        ids: list[int] = []
+        for chunk_ids, vectors in self.catalog.iter_vectors(FEATURE_VERSION):
+            ids.extend(int(i) for i in np.asarray(chunk_ids)[~np.any(np.asarray(vectors)[:, learned], axis=1)])
+        paths = [t.path for t in map(self.catalog.get, ids) if t is not None]
+        if not paths and choices.get(UNSTYLED) is not False:
+            _write_json(self.folder / CHOICES_FILE, {**_read_json(self.folder / CHOICES_FILE), UNSTYLED: False})
+        return paths
 
     @property
     def weights(self) -> dict[str, float]:
@@ -356,7 +393,9 @@ class Library:
 
     # -- at a glance -------------------------------------------------------------------------
 
-    def stats(self) -> LibraryStats:
+    def stats(self, *, count_unstyled: bool = False) -> LibraryStats:
+        """The library at a glance; with ``count_unstyled``, also the tracks analysed without the
+        learned family (see :meth:`unstyled_paths`: it may read every vector)."""
         s = self.catalog.stats(FEATURE_VERSION)
         manifest = bundle.read_manifest(self.folder)
         info = None
@@ -371,6 +410,7 @@ class Library:
             stale=s.stale,
             catalog_revision=s.revision,
             index=info,
+            without_style=len(self.unstyled_paths()) if count_unstyled else None,
         )
 
 

@@ -109,3 +109,21 @@ def test_scale_builds_serves_and_measures_recall_at_every_size(bench_cache, tmp_
         assert row["serve"]["p50"] > 0 and row["build"]["peak"] > 0
     assert set(section.raw["anchors-2500"]) == set(scale.ANCHORS)
     assert "The curve" in text and "Anchors" in text
+
+
+def test_clips_times_clip_queries_and_every_track_as_a_candidate_gives_the_exact_ranking(bench_cache):
+    from benchmarks import clips
+
+    config = clips.ClipsConfig(sizes=(600,), timed=2, queries=10, candidates=((16, 20), (60, 20)), clips=12)
+    section = clips.run(bench_cache, config)
+    _rendered(section)
+    size = section.raw["sizes"][0]
+    assert len(size["query"]["total"]) == len(size["query"]["floor"]) == 2
+    default, everything = size["recall"]["settings"]
+    assert 0.0 <= default["recall"] <= 1.0
+    assert everything["recall"] == 1.0  # 600 track candidates of 600: the path scores exactly as the brute force
+    assert [t.name for t in section.targets] == [
+        "10-s clip query p50 ≤ 150 ms (600 tracks, full file path)",
+        "recall@10 of the window-set path ≥ 0.95 against exact scoring (600 tracks)",
+        "recall@10 of the window-set path ≥ 0.95 against exact scoring (100k tracks)",
+    ]

@@ -36,7 +36,7 @@ from soundalike.vocabulary import INDEX_BACKENDS
 @click.option("--retry-failed", is_flag=True, help="Analyse again files that failed before.")
 @click.option("--index", "index_backend", type=click.Choice(INDEX_BACKENDS), default=None, help="Index backend, remembered for later commands (default: the last chosen, else scann).")
 @click.option("--no-index", is_flag=True, help="Do not build the index afterwards.")
-@click.option("--no-style", is_flag=True, help="Skip the learned style aspect: the fastest analysis (remembered for this library).")
+@click.option("--style/--no-style", "style", default=None, help="With or without the learned style aspect (without: the fastest analysis); remembered for this library. --style also analyses again the tracks analysed without it (no PATHS needed).")
 @quiet_option
 @click.option("--dask", "dask_address", metavar="ADDRESS", default=None, help="Analyse on a Dask cluster: tcp://SCHEDULER:8786, or local[:N] to start N local worker processes.")
 @click.option("--ship-bytes", is_flag=True, help="With --dask: send each file's bytes to the workers (they need not see the files).")
@@ -51,7 +51,7 @@ def ingest(
     retry_failed: bool,
     index_backend: str | None,
     no_index: bool,
-    no_style: bool,
+    style: bool | None,
     quiet: bool,
     dask_address: str | None,
     ship_bytes: bool,
@@ -61,17 +61,33 @@ def ingest(
     from soundalike import ingest as ingest_mod
 
     all_paths = [str(p) for p in paths] + (ingest_mod.read_list(from_list) if from_list else [])
-    if not all_paths:
-        raise click.UsageError("give at least one PATH (or --from-list FILE)")
+    if not all_paths and style is not True:
+        raise click.UsageError("give at least one PATH (or --from-list FILE, or --style alone)")
     if not prune:  # with --prune a vanished folder is what the user wants to drop
         ingest_mod.require_paths(paths)
     library = open_library(ctx, create=True, workers=workers, catalog=catalog_uri)
     settings = library.settings
-    if no_style:
-        library.choose_style(False)
+    if style is not None:
+        library.choose_style(style)
+        if "style" in settings.given and settings.style != style:
+            click.echo(
+                f"note: the settings say style = {str(settings.style).lower()}, so later commands use that; "
+                "change it there to keep this choice",
+                err=True,
+            )
+    with_style = library.style if style is None else style
+    if not with_style:
+        library.note_unstyled()
+    again = library.unstyled_paths() if with_style else []
+    if again and not quiet:
+        click.echo(
+            f"{len(again)} tracks were analysed without the learned style aspect (--no-style): "
+            "they are analysed again with it",
+            err=True,
+        )
     runner = ingest_mod.ProcessRunner(settings.workers) if settings.workers > 1 else ingest_mod.SerialRunner()
     options = ingest_mod.AnalysisOptions(
-        max_duration=settings.max_duration, min_duration=settings.min_duration, style=library.style
+        max_duration=settings.max_duration, min_duration=settings.min_duration, style=with_style
     )
     stale = library.stats().stale
     if stale and not quiet:
@@ -82,26 +98,30 @@ def ingest(
             f"(feature version {FEATURE_VERSION} adds the learned style aspect)",
             err=True,
         )
-    with _dask_runner(ctx, settings, dask_address, ship_bytes) as dask_runner, progress_bar("analysing", quiet) as progress:
-        summary = ingest_mod.ingest(
-            all_paths,
-            library.catalog,
-            runner=dask_runner or runner,
-            options=options,
-            batch_size=settings.batch_size,
-            prune=prune,
-            retry_failed=retry_failed,
-            progress=progress,
+    if all_paths or again:
+        with _dask_runner(ctx, settings, dask_address, ship_bytes) as dask_runner, progress_bar("analysing", quiet) as progress:
+            summary = ingest_mod.ingest(
+                all_paths,
+                library.catalog,
+                runner=dask_runner or runner,
+                options=options,
+                batch_size=settings.batch_size,
+                prune=prune,
+                retry_failed=retry_failed,
+                again=again,
+                progress=progress,
+            )
+        rate = f" ({summary.rate:.1f} files/s, {summary.audio_seconds / max(summary.seconds, 1e-9):.0f}× real time)" if summary.analysed else ""
+        click.echo(
+            f"found {summary.found} files: analysed {summary.analysed}, unchanged {summary.unchanged}, "
+            f"reused {summary.reused}, failed {len(summary.failed)}"
+            + (f", pruned {summary.pruned}" if prune else "")
+            + f" in {summary.seconds:.1f} s{rate}"
         )
-    rate = f" ({summary.rate:.1f} files/s, {summary.audio_seconds / max(summary.seconds, 1e-9):.0f}× real time)" if summary.analysed else ""
-    click.echo(
-        f"found {summary.found} files: analysed {summary.analysed}, unchanged {summary.unchanged}, "
-        f"reused {summary.reused}, failed {len(summary.failed)}"
-        + (f", pruned {summary.pruned}" if prune else "")
-        + f" in {summary.seconds:.1f} s{rate}"
-    )
-    for path, reason in summary.failed:
-        click.echo(f"  failed: {printable(path)}: {reason}")
+        for path, reason in summary.failed:
+            click.echo(f"  failed: {printable(path)}: {reason}")
+    else:
+        click.echo("every track is analysed with the learned style aspect: nothing to analyse again")
     if index_backend is not None:
         _note_settings(library, index_backend)
     if no_index or not library.stats().tracks:
@@ -165,7 +185,7 @@ def index_cmd(ctx: click.Context, backend: str | None) -> None:
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Show the library: tracks, hours, failures, index."""
     library = open_library(ctx)
-    s = library.stats()
+    s = library.stats(count_unstyled=True)
     if as_json:
         click.echo(json.dumps(s.to_dict(), indent=2))
         return
@@ -175,6 +195,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"failures:  {s.failures}" + ("  (soundalike failures lists them)" if s.failures else ""))
     if s.stale:
         click.echo(f"stale:     {s.stale} tracks analysed by an older feature version (ingest again to update)")
+    if s.without_style:
+        click.echo(f"no style:  {s.without_style} tracks analysed without the learned style aspect (ingest --style adds it)")
     ix = s.index
     if ix is None:
         click.echo("index:     none (built by ingest, or `soundalike index`)")

@@ -322,9 +322,10 @@ def run_model(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     patches = np.ascontiguousarray(patches, dtype=np.float32)
     if patches.ndim != 3 or patches.shape[1:] != (PATCH_FRAMES, N_MELS):
         raise ValueError(f"expected patches of shape (p, {PATCH_FRAMES}, {N_MELS}), got {patches.shape}")
-    # One patch at a time: a batch of 5 holds about 220 MB of activations at once, one patch about
-    # 90 MB, and one thread runs single patches no slower (measured 170-200 ms against 240-300 ms
-    # for 5). A server analysing two long uploads at once feels the difference.
+    # One patch per run: a batch of 5 holds about 220 MB of activations at once, one patch about
+    # 90 MB, and without its memory arena onnxruntime allocates each run's activations afresh, so a
+    # batch's are also slower to allocate and touch: one at a time took 0.85x the time of a batch of
+    # 3 and 0.63x that of a batch of 5 (fastest of 8, interleaved, one core, load average 7).
     model = session()
     outputs = [model.run([_EMBEDDING, _TAGGRAM], {_INPUT: patches[i : i + 1]}) for i in range(len(patches))]
     _give_back_freed_memory()
