@@ -42,6 +42,7 @@ from soundalike.features import (
     Analysis,
     extract,
 )
+from soundalike.features import style as style_model
 from soundalike.features.descriptors import NONE, Descriptors, describe
 from soundalike.index.bundle import LibraryIndex
 from soundalike.vocabulary import LEARNED_FAMILIES
@@ -345,7 +346,8 @@ class Recommender:
 
         _check(k, aspect)
         audio = decode(source, max_duration=self.max_duration, name=name, truncate_to=truncate_to)
-        analysis = extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S, style=self.style)
+        with style_model.threads(style_model.QUERY_THREADS):  # someone is waiting for this one
+            analysis = extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S, style=self.style)
         label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "<upload>")
         out = self.similar_to_analysis(analysis, k=k, aspect=aspect, segments=segments, label=label, source=source)
         out.query["format"] = audio.source_format

@@ -160,6 +160,20 @@ def test_the_session_is_made_once_per_process_with_one_thread():
     assert first.get_providers() == ["CPUExecutionProvider"]
 
 
+def test_a_query_runs_the_model_on_more_threads_with_the_same_embedding(monkeypatch):
+    monkeypatch.setattr(style.os, "cpu_count", lambda: 4)
+    y = synth.render(synth.TrackSpec(instrument="pluck", groove="backbeat", key="C", duration=10.0, seed=1))
+    alone = style.style_embedding(y, sample_rate=SAMPLE_RATE)
+    with style.threads(style.QUERY_THREADS):
+        query = style.session()
+        together = style.style_embedding(y, sample_rate=SAMPLE_RATE)
+    assert query.get_session_options().intra_op_num_threads == style.QUERY_THREADS
+    assert style.session() is not query and style.session().get_session_options().intra_op_num_threads == 1
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-4)
+    with style.threads(64):  # never more than the cores
+        assert style.session().get_session_options().intra_op_num_threads == 4
+
+
 def _style_of_spec(spec: synth.TrackSpec) -> np.ndarray:
     return style.style_embedding(synth.render(spec), sample_rate=SAMPLE_RATE)
 

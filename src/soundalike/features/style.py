@@ -22,7 +22,8 @@ it removes the DC offset. The tests measure both (cosine to the reference embedd
 the gain undone, 0.96 per patch without); neither changes retrieval on dev-music.
 
 One onnxruntime session per process, made on first use with one intra- and one inter-op thread (the
-pool runs one worker per core); it is never pickled: a forked or spawned worker makes its own.
+pool runs one worker per core), and one with :data:`QUERY_THREADS` for queries (:func:`threads`);
+never pickled: a forked or spawned worker makes its own.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ import hashlib
 import logging
 import math
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -79,6 +84,7 @@ MSD_TAGS = (
 """The model's 50 tags, in the order of its ``taggram`` output (``musicnn.configuration.MSD_LABELS``)."""
 
 _INPUT, _EMBEDDING, _TAGGRAM = "mel", "embedding", "taggram"
+_sessions_lock = threading.Lock()
 # Input samples kept on each side of a resampled span, so soxr's filter sees the same neighbours
 # as it would in the whole signal (measured: 256 already gives the whole signal's samples ± 2e-7).
 _RESAMPLE_MARGIN = 512
@@ -94,7 +100,7 @@ def model_path() -> Path:
     return Path(str(_models().joinpath(MODEL_FILE)))
 
 
-def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODEL_SHA256) -> Any:
+def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODEL_SHA256, threads: int = 1) -> Any:
     """Open an onnxruntime session on the musicnn model, after checking the file's sha256.
 
     Parameters
@@ -103,11 +109,14 @@ def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODE
         The model file; defaults to the one shipped with the package.
     sha256 : str
         The hex digest the file must have.
+    threads : int
+        Intra-op threads (one inter-op thread); with more than one they sleep rather than spin
+        between runs, so that a busy server's other work keeps its cores.
 
     Returns
     -------
     onnxruntime.InferenceSession
-        CPU only, one intra-op and one inter-op thread.
+        CPU only.
 
     Raises
     ------
@@ -129,8 +138,9 @@ def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODE
             f"expected sha256 {sha256}, found {found} (reinstall soundalike, or run tools/convert_musicnn.py)"
         )
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     # No memory arena: it keeps the largest activations of any run for the process's lifetime (a
     # server analysing 8 long uploads, 2 at a time, peaked at 1.72-1.90 GB with it, 1.31-1.46 GB without)
@@ -141,17 +151,43 @@ def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODE
         raise ModelError(f"onnxruntime cannot load the style model {where}: {exc}") from exc
 
 
-_session: tuple[int, Any] | None = None
+QUERY_THREADS = 2
+"""Intra-op threads of the model for one query (:func:`threads`): a 10-s clip's 3 patches took
+156 ms on 2 threads against 306 ms on one (fastest of 8, 2 cores, load average 8)."""
+
+_threads: ContextVar[int] = ContextVar("soundalike_style_threads", default=1)
+_sessions: dict[tuple[int, int], Any] = {}
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run the model on up to ``n`` threads inside the block (this thread only; at most the cores).
+
+    Analysis for a library runs one worker per core, each on one thread (the default); a query that
+    someone waits for may use more.
+    """
+    token = _threads.set(max(1, min(int(n), os.cpu_count() or 1)))
+    try:
+        yield
+    finally:
+        _threads.reset(token)
 
 
 def session() -> Any:
-    """This process's inference session on the shipped model, made on first use."""
-    global _session
+    """This process's inference session on the shipped model for the current :func:`threads`,
+    made on first use."""
     # Keyed by process id: a forked worker must not share its parent's session and thread state.
-    if _session is None or _session[0] != os.getpid():
-        _session = (os.getpid(), load_model())
-        log.debug("loaded the style model %s", MODEL_FILE)
-    return _session[1]
+    key = (os.getpid(), _threads.get())
+    found = _sessions.get(key)
+    if found is None:
+        with _sessions_lock:
+            found = _sessions.get(key)
+            if found is None:
+                if any(pid != key[0] for pid, _ in _sessions):
+                    _sessions.clear()
+                found = _sessions[key] = load_model(threads=key[1])
+                log.debug("loaded the style model %s (%d threads)", MODEL_FILE, key[1])
+    return found
 
 
 @lru_cache(maxsize=1)
