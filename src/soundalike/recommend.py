@@ -317,8 +317,9 @@ class Recommender:
         rows = self._search_rows(q, max(4 * k, k + 20), keep)
         window: dict[int, float] | None = None
         identified: Identification | None = None
+        found: tuple[np.ndarray, np.ndarray] | None = None
         if len(q_segs) and len(self.index.seg_vectors):
-            rows = self._with_segment_candidates(rows, q_segs)
+            rows, found = self._segment_candidates(rows, q_segs)
             scores = self._window_scores(q_segs, rows)
             identified = self._identify(q_segs, analysis.segment_starts, rows, scores)
             if aspect == "all":
@@ -328,7 +329,12 @@ class Recommender:
         matches: list[SegmentMatch] = []
         if segments:
             step = max(1, round(HOP_S / QUERY_HOP_S))
-            matches = self._segment_matches(q_segs[::step], analysis.segment_starts[::step], analysis.duration, keep)
+            # the windows on the library's hop were searched among all of the query's: their hits
+            # (SEGMENT_HITS of each, re-scored exactly) hold the matches, so no second search
+            hits = None if found is None else (found[0][::step], found[1][::step])
+            matches = self._segment_matches(
+                q_segs[::step], analysis.segment_starts[::step], analysis.duration, keep, found=hits
+            )
         label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "<upload>")
         query = {
             "type": "file",
@@ -360,12 +366,20 @@ class Recommender:
 
     def _with_segment_candidates(self, rows: list[int], q_segs: np.ndarray) -> list[int]:
         """``rows`` plus the tracks holding the segments nearest to the query's windows."""
+        return self._segment_candidates(rows, q_segs)[0]
+
+    def _segment_candidates(
+        self, rows: list[int], q_segs: np.ndarray
+    ) -> tuple[list[int], tuple[np.ndarray, np.ndarray] | None]:
+        """:meth:`_with_segment_candidates`, and the segment hits found ``(positions, scores)``, each
+        [shape=(len(q_segs), SEGMENT_HITS)], best first (None without segments)."""
         if not len(self.index.seg_vectors):
-            return rows
-        hits, _ = self.index.segments.query(np.atleast_2d(q_segs), min(SEGMENT_HITS, len(self.index.seg_vectors)))
-        hits = np.asarray(hits).reshape(-1)
-        seg_rows = np.unique(self.index.seg_rows[hits[hits >= 0]])
-        return list(dict.fromkeys([*rows, *(int(r) for r in seg_rows)]))
+            return rows, None
+        hits, scores = self.index.segments.query(np.atleast_2d(q_segs), min(SEGMENT_HITS, len(self.index.seg_vectors)))
+        hits, scores = np.atleast_2d(hits), np.atleast_2d(scores)
+        flat = hits.reshape(-1)
+        seg_rows = np.unique(self.index.seg_rows[flat[flat >= 0]])
+        return list(dict.fromkeys([*rows, *(int(r) for r in seg_rows)])), (hits, scores)
 
     def _window_scores(self, q_segs: np.ndarray, rows: list[int]) -> WindowScores:
         """:func:`window_scores` of the query's windows against each candidate row's windows."""
@@ -510,14 +524,22 @@ class Recommender:
         return out
 
     def _segment_matches(
-        self, q_segs: np.ndarray, starts: np.ndarray, duration: float, keep: Any
+        self,
+        q_segs: np.ndarray,
+        starts: np.ndarray,
+        duration: float,
+        keep: Any,
+        *,
+        found: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[SegmentMatch]:
+        """The best matches of each query window; ``found`` holds hits already searched for them."""
         if len(q_segs) == 0 or len(self.index.seg_vectors) == 0:
             return []
-        want = SEGMENT_CSV_MATCHES + 8
-        hits, scores = self.index.segments.query(np.atleast_2d(q_segs), min(want, len(self.index.seg_vectors)))
-        hits = np.atleast_2d(hits)
-        scores = np.atleast_2d(scores)
+        if found is None:
+            want = SEGMENT_CSV_MATCHES + 8
+            found = self.index.segments.query(np.atleast_2d(q_segs), min(want, len(self.index.seg_vectors)))
+        hits = np.atleast_2d(found[0])
+        scores = np.atleast_2d(found[1])
         rows_needed = {int(self.index.seg_rows[h]) for h in hits.reshape(-1) if h >= 0}
         tracks = self._tracks(rows_needed)
         out: list[SegmentMatch] = []
