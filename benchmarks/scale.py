@@ -331,15 +331,22 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def stage(name: str, fn: Any, job: dict[str, Any], *, work: Path, keep: bool) -> dict[str, Any]:
+class NotRun(Exception):
+    """A stage that ``--reuse-only`` found no saved result for."""
+
+
+def stage(name: str, fn: Any, job: dict[str, Any], *, work: Path, keep: bool, reuse_only: bool = False) -> dict[str, Any]:
     """``fn(job)`` in a fresh process with the load average before it; with ``keep``, its result is
-    saved as ``work/NAME.json`` and a result already there is reused instead of running it again."""
+    saved as ``work/NAME.json`` and a result already there is reused instead of running it again
+    (with ``reuse_only``, a stage without a saved result raises :class:`NotRun`)."""
     saved = work / f"{name}.json"
     if keep and saved.is_file():
         out: dict[str, Any] = json.loads(saved.read_text())
         out["reused"] = True
         print(f"[scale] {name}: reused {saved} (measured {out.get('date', '?')})", file=sys.stderr, flush=True)
         return out
+    if reuse_only:
+        raise NotRun(f"{name} not run (no result saved in {work})")
     load_before = load_average()
     out = run_job(fn, job)
     out.update(load_before=load_before, load_after=load_average(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
@@ -349,7 +356,9 @@ def stage(name: str, fn: Any, job: dict[str, Any], *, work: Path, keep: bool) ->
     return out
 
 
-def run(cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = None, keep: bool = False) -> Section:
+def run(
+    cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = None, keep: bool = False, reuse_only: bool = False
+) -> Section:
     section = Section(
         title="Scale: 10k / 100k / 1M synthetic 3-minute tracks (issue 15)",
         intro=__doc__.split("\n\n", 1)[1] if __doc__ else "",
@@ -359,11 +368,15 @@ def run(cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = 
         folder = work / f"lib-{n}"
         job = {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips}
         print(f"[scale] {n}: build", file=sys.stderr, flush=True)
-        b = stage(f"build-{n}", build_job, job, work=work, keep=keep)
-        print(f"[scale] {n}: built in {b['seconds']:.0f} s, peak {fmt_bytes(b['peak'])}; serve", file=sys.stderr, flush=True)
-        s = stage(f"serve-{n}", serve_job, job, work=work, keep=keep)
-        print(f"[scale] {n}: p50 {s['p50'] * 1e3:.0f} ms; recall", file=sys.stderr, flush=True)
-        r = stage(f"recall-{n}", recall_job, job, work=work, keep=keep)
+        try:
+            b = stage(f"build-{n}", build_job, job, work=work, keep=keep, reuse_only=reuse_only)
+            print(f"[scale] {n}: built in {b['seconds']:.0f} s, peak {fmt_bytes(b['peak'])}; serve", file=sys.stderr, flush=True)
+            s = stage(f"serve-{n}", serve_job, job, work=work, keep=keep, reuse_only=reuse_only)
+            print(f"[scale] {n}: p50 {s['p50'] * 1e3:.0f} ms; recall", file=sys.stderr, flush=True)
+            r = stage(f"recall-{n}", recall_job, job, work=work, keep=keep, reuse_only=reuse_only)
+        except NotRun as exc:
+            section.notes.append(f"**{fmt_n(n)} tracks: not measured** ({exc}).")
+            continue
         rows.append({"n": n, "build": b, "serve": s, "recall": r})
         section.raw[str(n)] = rows[-1]
         print(f"[scale] {n}: {r}", file=sys.stderr, flush=True)
@@ -396,6 +409,9 @@ def run(cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = 
             f"scann {b['params'].get('algorithm')}", f"{b['segment_backend']} {b['segment_params'].get('algorithm', '')}",
             " / ".join(f"{b['build_seconds'].get(x, 0):.0f}" for x in ("tracks", "segments", "total")),
         )
+    section.raw["rows"] = rows
+    if not rows:
+        return section
     biggest = rows[-1]
     n = biggest["n"]
     met = n >= 1_000_000
@@ -487,7 +503,14 @@ def anchor_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_anchors(
-    cache: Path, sizes: tuple[int, ...], *, work: Path, section: Section, clips: int | None = None, keep: bool = False
+    cache: Path,
+    sizes: tuple[int, ...],
+    *,
+    work: Path,
+    section: Section,
+    clips: int | None = None,
+    keep: bool = False,
+    reuse_only: bool = False,
 ) -> None:
     table = section.table(
         "Anchors: the same normalised track vectors, each library's cheapest setting reaching recall@10 ≥ 0.95",
@@ -496,13 +519,18 @@ def run_anchors(
     for n in sizes:
         folder = work / f"anchors-{n}"
         print(f"[scale] anchors {n}: data", file=sys.stderr, flush=True)
-        stage(f"anchors-{n}-data", anchor_data_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips},
-              work=work, keep=keep)
+        try:
+            stage(f"anchors-{n}-data", anchor_data_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips},
+                  work=work, keep=keep, reuse_only=reuse_only)
+        except NotRun as exc:
+            table.add(fmt_n(n), "all", str(exc), "", "", "", "", "")
+            continue
         results = {}
         for i, name in enumerate(ANCHORS):
             print(f"[scale] anchors {n}: {name}", file=sys.stderr, flush=True)
             try:
-                results[name] = stage(f"anchors-{n}-{i}", anchor_job, {"name": name, "folder": str(folder)}, work=work, keep=keep)
+                results[name] = stage(f"anchors-{n}-{i}", anchor_job, {"name": name, "folder": str(folder)},
+                                      work=work, keep=keep, reuse_only=reuse_only)
             except Exception as exc:  # one library failing must not lose the others' figures
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         section.raw[f"anchors-{n}"] = results
@@ -575,9 +603,14 @@ def density_job(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_density(section: Section, *, work: Path, tracks: int = 40, keep: bool = False) -> None:
+def run_density(section: Section, *, work: Path, tracks: int = 40, keep: bool = False, reuse_only: bool = False) -> None:
     print("[scale] density rule", file=sys.stderr, flush=True)
-    result = stage("density", density_job, {"folder": str(work / "density"), "tracks": tracks}, work=work, keep=keep)
+    try:
+        result = stage("density", density_job, {"folder": str(work / "density"), "tracks": tracks},
+                       work=work, keep=keep, reuse_only=reuse_only)
+    except NotRun as exc:
+        section.notes.append(f"**Segment density: not measured** ({exc}).")
+        return
     section.raw["density"] = result
     table = section.table(
         f"Segment density: {tracks} synthesised 40-s tracks, one 10-s clip of each cut at a random off-grid time, "
@@ -651,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=None, help="folder for the libraries (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the libraries and each stage's result in --work, and reuse those already there")
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="with --keep: write the results from the stages saved in --work, run nothing (missing ones are 'not run')")
     parser.add_argument("--out", default=None)
     parser.add_argument("--no-curve", action="store_true", help="skip the 10k/100k/1M library builds")
     parser.add_argument("--no-anchors", action="store_true", help="skip the ScaNN/faiss comparison")
@@ -661,8 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     started = time.perf_counter()
-    if args.keep and not args.work:
+    if (args.keep or args.reuse_only) and not args.work:
         parser.error("--keep needs --work")
+    args.keep = args.keep or args.reuse_only
     out = Path(args.out) if args.out else RESULTS / ("scale-quick.md" if args.quick else "scale.md")
     with contextlib.ExitStack() as stack:
         if args.keep:
@@ -673,14 +709,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_curve:
             section = Section(title="Scale (issue 15): anchors and segment density")
         else:
-            section = run(CACHE, sizes, work=work, keep=args.keep)
-            picture = plot(section.raw["rows"], out.with_suffix(".png"))
-            section.notes.append(f"![The curve: build time, peak memory, disk and clip query p50 against library size]({picture.name})")
+            section = run(CACHE, sizes, work=work, keep=args.keep, reuse_only=args.reuse_only)
+            if section.raw["rows"]:
+                picture = plot(section.raw["rows"], out.with_suffix(".png"))
+                section.notes.append(f"![The curve: build time, peak memory, disk and clip query p50 against library size]({picture.name})")
         if not args.no_anchors:
             anchor_sizes = tuple(int(x) for x in args.anchor_sizes.split(",")) if args.anchor_sizes else sizes
-            run_anchors(CACHE, anchor_sizes, work=work, section=section, keep=args.keep)
+            run_anchors(CACHE, anchor_sizes, work=work, section=section, keep=args.keep, reuse_only=args.reuse_only)
         if not args.no_density:
-            run_density(section, work=work, keep=args.keep)
+            run_density(section, work=work, keep=args.keep, reuse_only=args.reuse_only)
     section.seconds = time.perf_counter() - started
     machine["load_after"] = load_average()
     text = render([section], machine, mode="quick" if args.quick else "full", seconds=section.seconds)
