@@ -109,16 +109,28 @@ class SyntheticCatalog:
             yield np.arange(start + 1, start + m + 1, dtype=np.int64), raw
 
     def iter_segments(self, feature_version: int, *, chunk: int = SEG_BLOCK) -> Iterator[list[Any]]:
+        for b in range(-(-self.n // SEG_BLOCK)):
+            yield self._segment_block(b)
+
+    def segments_of(self, track_ids: list[int]) -> Iterator[Any]:
+        """The segments of these tracks in ascending id order, generating only the blocks that hold them."""
+        wanted = sorted(set(track_ids))
+        for b in sorted({(t - 1) // SEG_BLOCK for t in wanted}):
+            for s in self._segment_block(b):
+                if s.track_id in wanted:
+                    yield s
+
+    def _segment_block(self, b: int) -> list[Any]:
         from soundalike.catalog import Segments
 
         starts = np.arange(self.per_track, dtype=np.float32) * 2.5
-        for b, start in enumerate(range(0, self.n, SEG_BLOCK)):
-            m = min(SEG_BLOCK, self.n - start)
-            raw = track_segments(self.segments_model, m, self.per_track, seed=SEED * 7000 + b)
-            yield [
-                Segments(track_id=start + i + 1, starts=starts, vectors=raw[i * self.per_track : (i + 1) * self.per_track])
-                for i in range(m)
-            ]
+        start = b * SEG_BLOCK
+        m = min(SEG_BLOCK, self.n - start)
+        raw = track_segments(self.segments_model, m, self.per_track, seed=SEED * 7000 + b)
+        return [
+            Segments(track_id=start + i + 1, starts=starts, vectors=raw[i * self.per_track : (i + 1) * self.per_track])
+            for i in range(m)
+        ]
 
     def get(self, track_id: int) -> Any:
         from soundalike.catalog import OK, Track
@@ -289,12 +301,8 @@ def recall_job(job: dict[str, Any]) -> dict[str, Any]:
     held = track_segments(mods[1], QUERIES, 1, seed=99_992)
     jitter = 0.05 * held.std(axis=0)
     q_unseen = index.segment_norm.transform(held + jitter * rng.standard_normal(held.shape).astype(np.float32))
-    picks = set(rng.choice(job["n"], QUERIES, replace=False).tolist())
-    clip_raw = []
-    for batch in catalog.iter_segments(1):
-        for s in batch:
-            if s.track_id - 1 in picks:
-                clip_raw.append(s.vectors[rng.integers(0, len(s.vectors))])
+    picks = rng.choice(job["n"], QUERIES, replace=False) + 1
+    clip_raw = [s.vectors[rng.integers(0, len(s.vectors))] for s in catalog.segments_of(picks.tolist())]
     clip_arr = np.stack(clip_raw)
     q_clips = index.segment_norm.transform(clip_arr + jitter * rng.standard_normal(clip_arr.shape).astype(np.float32))
     q_segs = np.concatenate([q_clips, q_unseen])
