@@ -379,41 +379,48 @@ def run(
         folder = work / f"lib-{n}"
         job = {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips}
         print(f"[scale] {n}: build", file=sys.stderr, flush=True)
-        try:
-            b = stage(f"build-{n}", build_job, job, work=work, keep=keep, reuse_only=reuse_only)
+        row: dict[str, Any] = {"n": n, "build": None, "serve": None, "recall": None}
+        try:  # with --reuse-only, a size keeps the stages that were measured and says which were not
+            row["build"] = b = stage(f"build-{n}", build_job, job, work=work, keep=keep, reuse_only=reuse_only)
             print(f"[scale] {n}: built in {b['seconds']:.0f} s, peak {fmt_bytes(b['peak'])}; serve", file=sys.stderr, flush=True)
-            s = stage(f"serve-{n}", serve_job, job, work=work, keep=keep, reuse_only=reuse_only)
+            row["serve"] = s = stage(f"serve-{n}", serve_job, job, work=work, keep=keep, reuse_only=reuse_only)
             print(f"[scale] {n}: p50 {s['p50'] * 1e3:.0f} ms; recall", file=sys.stderr, flush=True)
-            r = stage(f"recall-{n}", recall_job, job, work=work, keep=keep, reuse_only=reuse_only)
+            row["recall"] = stage(f"recall-{n}", recall_job, job, work=work, keep=keep, reuse_only=reuse_only)
+            print(f"[scale] {n}: {row['recall']}", file=sys.stderr, flush=True)
         except NotRun as exc:
-            section.notes.append(f"**{fmt_n(n)} tracks: not measured** ({exc}).")
-            continue
-        rows.append({"n": n, "build": b, "serve": s, "recall": r})
-        section.raw[str(n)] = rows[-1]
-        print(f"[scale] {n}: {r}", file=sys.stderr, flush=True)
+            section.notes.append(f"**{fmt_n(n)} tracks: {exc}.**")
+        if row["build"] is not None:
+            rows.append(row)
+            section.raw[str(n)] = row
     curve = section.table(
         "The curve: cost against library size",
         ["tracks", "segments indexed", "build", "peak RSS (build)", "index on disk", "load (serve ready)",
          "file query p50 (of which decode + analysis); its CPU time p50 (likewise)", "peak RSS (serve)", "track query p50 (exact on the same rows)",
          "recall@10 tracks", "recall@10 segments: clips (unseen tracks' windows)"],
     )
+    missing = "not measured"
     for row in rows:
         b, s, r = row["build"], row["serve"], row["recall"]
-        analysis = f" ({s['analysis_p50'] * 1e3:.0f} ms)" if "analysis_p50" in s else ""
-        if "cpu_p50" in s:
-            analysis += f"; CPU {s['cpu_p50'] * 1e3:.0f} ms ({s['analysis_cpu_p50'] * 1e3:.0f} ms)"
+        serve_cells = [missing] * 4
+        if s is not None:
+            analysis = f" ({s['analysis_p50'] * 1e3:.0f} ms)" if "analysis_p50" in s else ""
+            if "cpu_p50" in s:
+                analysis += f"; CPU {s['cpu_p50'] * 1e3:.0f} ms ({s['analysis_cpu_p50'] * 1e3:.0f} ms)"
+            serve_cells = [
+                fmt_s(s["load"]), f"{s['p50'] * 1e3:.0f} ms{analysis}", fmt_bytes(s["peak"]),
+                f"{s['track_p50'] * 1e3:.1f} ms ({s['exact_p50'] * 1e3:.0f} ms, {s['exact_p50'] / max(s['track_p50'], 1e-9):.0f}×)",
+            ]
+        recall_cells = [missing] * 2 if r is None else [f"{r['tracks']:.3f}", f"{r['segments']:.3f} ({r['segments_unseen']:.3f})"]
         curve.add(
             fmt_n(row["n"]), f"{fmt_n(b['segments'])} (every {b['stride']} window)", fmt_s(b["seconds"]), fmt_bytes(b["peak"]),
-            fmt_bytes(b["disk"]), fmt_s(s["load"]), f"{s['p50'] * 1e3:.0f} ms{analysis}", fmt_bytes(s["peak"]),
-            f"{s['track_p50'] * 1e3:.1f} ms ({s['exact_p50'] * 1e3:.0f} ms, {s['exact_p50'] / max(s['track_p50'], 1e-9):.0f}×)",
-            f"{r['tracks']:.3f}", f"{r['segments']:.3f} ({r['segments_unseen']:.3f})",
+            fmt_bytes(b["disk"]), *serve_cells, *recall_cells,
         )
     when = section.table(
         "When each stage ran (load average 1, 5, 15 min before it; 2 cores shared with other work)",
         ["tracks", "build", "serve", "recall"],
     )
     for row in rows:
-        when.add(fmt_n(row["n"]), *(_when(row[x]) for x in ("build", "serve", "recall")))
+        when.add(fmt_n(row["n"]), *(_when(row[x]) if row[x] is not None else missing for x in ("build", "serve", "recall")))
     chosen = section.table("What the rules chose", ["tracks", "storage", "track index", "segment index", "build seconds (tracks / segments / total)"])
     for row in rows:
         b = row["build"]
@@ -430,18 +437,19 @@ def run(
     met = n >= 1_000_000
     from benchmarks.common import Target
 
+    b, s, r = biggest["build"], biggest["serve"], biggest["recall"]
+    why = "" if met else "1M not run in this mode"
     section.targets += [
         Target(f"peak RSS ≤ 8 GB, build and query ({fmt_n(n)} tracks)",
-               f"build {fmt_bytes(biggest['build']['peak'])}, serve {fmt_bytes(biggest['serve']['peak'])}",
-               (max(biggest["build"]["peak"], biggest["serve"]["peak"]) <= MEMORY_BAR) if met else None,
-               "" if met else "1M not run in this mode"),
+               f"build {fmt_bytes(b['peak'])}, serve {fmt_bytes(s['peak']) if s else missing}",
+               (max(b["peak"], s["peak"] if s else 0) <= MEMORY_BAR) if met and s else None, why or ("" if s else "serve not measured")),
         Target(f"recall@10 ≥ 0.95 tracks and segments ({fmt_n(n)})",
-               f"{biggest['recall']['tracks']:.3f} / {biggest['recall']['segments']:.3f}",
-               min(biggest["recall"]["tracks"], biggest["recall"]["segments"]) >= 0.95),
-        Target(f"file query p50 ≤ 100 ms ({fmt_n(n)})", f"{biggest['serve']['p50'] * 1e3:.0f} ms",
-               biggest["serve"]["p50"] <= 0.1 if met else None, "" if met else "1M not run in this mode"),
-        Target(f"serve ready ≤ 10 s ({fmt_n(n)})", fmt_s(biggest["serve"]["load"]),
-               biggest["serve"]["load"] <= 10 if met else None, "" if met else "1M not run in this mode"),
+               f"{r['tracks']:.3f} / {r['segments']:.3f}" if r else missing,
+               min(r["tracks"], r["segments"]) >= 0.95 if r else None),
+        Target(f"file query p50 ≤ 100 ms ({fmt_n(n)})", f"{s['p50'] * 1e3:.0f} ms" if s else missing,
+               s["p50"] <= 0.1 if met and s else None, why),
+        Target(f"serve ready ≤ 10 s ({fmt_n(n)})", fmt_s(s["load"]) if s else missing,
+               s["load"] <= 10 if met and s else None, why),
     ]
     section.notes.append(_growth(rows))
     section.raw["rows"] = rows
@@ -644,7 +652,10 @@ def _growth(rows: list[dict[str, Any]]) -> str:
     lines.append("|---|---|---|---|---|---|")
     for a, b in zip(rows, rows[1:], strict=False):
         def ratio(get: Any, a: dict[str, Any] = a, b: dict[str, Any] = b) -> str:
-            return f"{get(b) / max(get(a), 1e-12):.1f}×"
+            try:
+                return f"{get(b) / max(get(a), 1e-12):.1f}×"
+            except TypeError:  # a stage not measured
+                return "–"
 
         lines.append(
             f"| {fmt_n(a['n'])} → {fmt_n(b['n'])} | {ratio(lambda r: r['build']['seconds'])} | "
@@ -660,23 +671,30 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     n = [r["n"] for r in rows]
     panels = [
         ("build (minutes)", [r["build"]["seconds"] / 60 for r in rows], None),
         ("peak RSS (GB)", [r["build"]["peak"] / (1 << 30) for r in rows], MEMORY_BAR / (1 << 30)),
         ("index on disk (GB)", [r["build"]["disk"] / (1 << 30) for r in rows], None),
-        ("10-s clip query p50 (ms)", [r["serve"]["p50"] * 1e3 for r in rows], 100.0),
+        ("10-s clip query p50 (ms)", [r["serve"]["p50"] * 1e3 if r["serve"] else np.nan for r in rows], 100.0),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(11, 2.8), dpi=80)
     for ax, (label, values, bar) in zip(axes, panels, strict=True):
         ax.loglog(n, values, "o-", color="#1f5f99")
+        if label.startswith("10-s"):
+            cpu = [r["serve"]["cpu_p50"] * 1e3 if r["serve"] and "cpu_p50" in r["serve"] else np.nan for r in rows]
+            ax.loglog(n, cpu, "s--", color="#b35900", label="CPU time")
+            ax.legend(fontsize=7, loc="upper left")
         if label.startswith("peak"):
-            ax.loglog(n, [r["serve"]["peak"] / (1 << 30) for r in rows], "s--", color="#b35900", label="serve")
+            ax.loglog(n, [r["serve"]["peak"] / (1 << 30) if r["serve"] else np.nan for r in rows], "s--", color="#b35900", label="serve")
             ax.legend(fontsize=7, loc="upper left")
         if bar is not None:
             ax.axhline(bar, color="#a00", lw=0.8, ls=":")
             ax.text(n[0], bar * 1.05, "bar", color="#a00", fontsize=7)
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("tracks", fontsize=8)
         ax.tick_params(labelsize=7)
