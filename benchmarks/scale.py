@@ -416,7 +416,7 @@ def run(
             fmt_bytes(b["disk"]), *serve_cells, *recall_cells,
         )
     when = section.table(
-        "When each stage ran (load average 1, 5, 15 min before it; 2 cores shared with other work)",
+        "When each stage finished (load average 1, 5, 15 min before it started; 2 cores shared with other work)",
         ["tracks", "build", "serve", "recall"],
     )
     for row in rows:
