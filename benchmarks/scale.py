@@ -23,11 +23,18 @@ For each size:
   recomputed from the generator: 200 held-out tracks; 200 clip windows (a random window of a random
   library track, jittered by 5 % of each dimension's spread, as a clip's windows never fall on the
   catalog's grid) and, beside them, 200 jittered windows of unseen tracks.
+
+Each stage runs in its own process and records the load average (1, 5, 15 min) before it: on a
+shared machine the latencies grow with the load. With ``--work DIR --keep`` the libraries and every
+stage's result stay in ``DIR`` and a later run reuses what is there (marked "reused" with its date),
+so that the 1M size can be run, or resumed, in a separate process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import statistics
 import sys
@@ -102,16 +109,28 @@ class SyntheticCatalog:
             yield np.arange(start + 1, start + m + 1, dtype=np.int64), raw
 
     def iter_segments(self, feature_version: int, *, chunk: int = SEG_BLOCK) -> Iterator[list[Any]]:
+        for b in range(-(-self.n // SEG_BLOCK)):
+            yield self._segment_block(b)
+
+    def segments_of(self, track_ids: list[int]) -> Iterator[Any]:
+        """The segments of these tracks in ascending id order, generating only the blocks that hold them."""
+        wanted = sorted(set(track_ids))
+        for b in sorted({(t - 1) // SEG_BLOCK for t in wanted}):
+            for s in self._segment_block(b):
+                if s.track_id in wanted:
+                    yield s
+
+    def _segment_block(self, b: int) -> list[Any]:
         from soundalike.catalog import Segments
 
         starts = np.arange(self.per_track, dtype=np.float32) * 2.5
-        for b, start in enumerate(range(0, self.n, SEG_BLOCK)):
-            m = min(SEG_BLOCK, self.n - start)
-            raw = track_segments(self.segments_model, m, self.per_track, seed=SEED * 7000 + b)
-            yield [
-                Segments(track_id=start + i + 1, starts=starts, vectors=raw[i * self.per_track : (i + 1) * self.per_track])
-                for i in range(m)
-            ]
+        start = b * SEG_BLOCK
+        m = min(SEG_BLOCK, self.n - start)
+        raw = track_segments(self.segments_model, m, self.per_track, seed=SEED * 7000 + b)
+        return [
+            Segments(track_id=start + i + 1, starts=starts, vectors=raw[i * self.per_track : (i + 1) * self.per_track])
+            for i in range(m)
+        ]
 
     def get(self, track_id: int) -> Any:
         from soundalike.catalog import OK, Track
@@ -225,14 +244,21 @@ def serve_job(job: dict[str, Any]) -> dict[str, Any]:
         load_s = time.perf_counter() - t0
         rec = Recommender(catalog, index)  # type: ignore[arg-type]
         path = clip(Path(job["cache"]))
+        analysis_times, analysis_cpu = [], []
+        for _ in range(5):  # what a query costs before any search: decode and analysis (style model incl.)
+            t0, c0 = time.perf_counter(), time.process_time()
+            _analyse(path, index)
+            analysis_times.append(time.perf_counter() - t0)
+            analysis_cpu.append(time.process_time() - c0)
         first = time.perf_counter()
         rec.similar_to_file(path, k=10, segments=True)
         first_s = time.perf_counter() - first
-        times = []
-        for _ in range(FILE_QUERIES):
-            t0 = time.perf_counter()
+        times, cpu = [], []
+        for _ in range(FILE_QUERIES):  # CPU seconds beside wall seconds: on a shared machine the wall grows with the load
+            t0, c0 = time.perf_counter(), time.process_time()
             rec.similar_to_file(path, k=10, segments=True)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         q = np.asarray(index.vectors[np.random.default_rng(1).choice(index.count, 20, replace=False)])
         track_times, exact_times = [], []
         for row in q:
@@ -245,8 +271,20 @@ def serve_job(job: dict[str, Any]) -> dict[str, Any]:
             exact_times.append(time.perf_counter() - t0)
     return {
         "load": load_s, "first": first_s, "p50": statistics.median(times), "peak": mem["peak"],
+        "analysis_p50": statistics.median(analysis_times), "cpu_p50": statistics.median(cpu),
+        "analysis_cpu_p50": statistics.median(analysis_cpu),
         "track_p50": statistics.median(track_times), "exact_p50": statistics.median(exact_times),
     }
+
+
+def _analyse(path: Path, index: Any) -> None:
+    from soundalike.audio import decode
+    from soundalike.features import QUERY_HOP_S, extract
+    from soundalike.vocabulary import LEARNED_FAMILIES
+
+    audio = decode(path)
+    style = any(index.track_norm.weights.get(f, 0.0) > 0 for f in LEARNED_FAMILIES)
+    extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S, style=style)
 
 
 def _merge(best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, offset: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -274,12 +312,8 @@ def recall_job(job: dict[str, Any]) -> dict[str, Any]:
     held = track_segments(mods[1], QUERIES, 1, seed=99_992)
     jitter = 0.05 * held.std(axis=0)
     q_unseen = index.segment_norm.transform(held + jitter * rng.standard_normal(held.shape).astype(np.float32))
-    picks = set(rng.choice(job["n"], QUERIES, replace=False).tolist())
-    clip_raw = []
-    for batch in catalog.iter_segments(1):
-        for s in batch:
-            if s.track_id - 1 in picks:
-                clip_raw.append(s.vectors[rng.integers(0, len(s.vectors))])
+    picks = rng.choice(job["n"], QUERIES, replace=False) + 1
+    clip_raw = [s.vectors[rng.integers(0, len(s.vectors))] for s in catalog.segments_of(picks.tolist())]
     clip_arr = np.stack(clip_raw)
     q_clips = index.segment_norm.transform(clip_arr + jitter * rng.standard_normal(clip_arr.shape).astype(np.float32))
     q_segs = np.concatenate([q_clips, q_unseen])
@@ -313,7 +347,40 @@ def recall_job(job: dict[str, Any]) -> dict[str, Any]:
 # -- the section -----------------------------------------------------------------------------------
 
 
-def run(cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = None) -> Section:
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class NotRun(Exception):
+    """A stage that ``--reuse-only`` found no saved result for."""
+
+
+def stage(name: str, fn: Any, job: dict[str, Any], *, work: Path, keep: bool, reuse_only: bool = False) -> dict[str, Any]:
+    """``fn(job)`` in a fresh process with the load average before it; with ``keep``, its result is
+    saved as ``work/NAME.json`` and a result already there is reused instead of running it again
+    (with ``reuse_only``, a stage without a saved result raises :class:`NotRun`)."""
+    saved = work / f"{name}.json"
+    if keep and saved.is_file():
+        out: dict[str, Any] = json.loads(saved.read_text())
+        out["reused"] = True
+        print(f"[scale] {name}: reused {saved} (measured {out.get('date', '?')})", file=sys.stderr, flush=True)
+        return out
+    if reuse_only:
+        raise NotRun(f"{name} not run (no result saved in {work})")
+    load_before = load_average()
+    out = run_job(fn, job)
+    out.update(load_before=load_before, load_after=load_average(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    if keep:
+        work.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(out, default=_json_default))
+    return out
+
+
+def run(
+    cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = None, keep: bool = False, reuse_only: bool = False
+) -> Section:
     section = Section(
         title="Scale: 10k / 100k / 1M synthetic 3-minute tracks (issue 15)",
         intro=__doc__.split("\n\n", 1)[1] if __doc__ else "",
@@ -321,29 +388,50 @@ def run(cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = 
     rows: list[dict[str, Any]] = []
     for n in sizes:
         folder = work / f"lib-{n}"
+        job = {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips}
         print(f"[scale] {n}: build", file=sys.stderr, flush=True)
-        b = run_job(build_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips})
-        print(f"[scale] {n}: built in {b['seconds']:.0f} s, peak {fmt_bytes(b['peak'])}; serve", file=sys.stderr, flush=True)
-        s = run_job(serve_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips})
-        print(f"[scale] {n}: p50 {s['p50'] * 1e3:.0f} ms; recall", file=sys.stderr, flush=True)
-        r = run_job(recall_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips})
-        rows.append({"n": n, "build": b, "serve": s, "recall": r})
-        section.raw[str(n)] = rows[-1]
-        print(f"[scale] {n}: {r}", file=sys.stderr, flush=True)
+        row: dict[str, Any] = {"n": n, "build": None, "serve": None, "recall": None}
+        try:  # with --reuse-only, a size keeps the stages that were measured and says which were not
+            row["build"] = b = stage(f"build-{n}", build_job, job, work=work, keep=keep, reuse_only=reuse_only)
+            print(f"[scale] {n}: built in {b['seconds']:.0f} s, peak {fmt_bytes(b['peak'])}; serve", file=sys.stderr, flush=True)
+            row["serve"] = s = stage(f"serve-{n}", serve_job, job, work=work, keep=keep, reuse_only=reuse_only)
+            print(f"[scale] {n}: p50 {s['p50'] * 1e3:.0f} ms; recall", file=sys.stderr, flush=True)
+            row["recall"] = stage(f"recall-{n}", recall_job, job, work=work, keep=keep, reuse_only=reuse_only)
+            print(f"[scale] {n}: {row['recall']}", file=sys.stderr, flush=True)
+        except NotRun as exc:
+            section.notes.append(f"**{fmt_n(n)} tracks: {exc}.**")
+        if row["build"] is not None:
+            rows.append(row)
+            section.raw[str(n)] = row
     curve = section.table(
         "The curve: cost against library size",
         ["tracks", "segments indexed", "build", "peak RSS (build)", "index on disk", "load (serve ready)",
-         "file query p50", "peak RSS (serve)", "track query p50 (exact on the same rows)", "recall@10 tracks",
-         "recall@10 segments: clips (unseen tracks' windows)"],
+         "file query p50 (of which decode + analysis); its CPU time p50 (likewise)", "peak RSS (serve)", "track query p50 (exact on the same rows)",
+         "recall@10 tracks", "recall@10 segments: clips (unseen tracks' windows)"],
     )
+    missing = "not measured"
     for row in rows:
         b, s, r = row["build"], row["serve"], row["recall"]
+        serve_cells = [missing] * 4
+        if s is not None:
+            analysis = f" ({s['analysis_p50'] * 1e3:.0f} ms)" if "analysis_p50" in s else ""
+            if "cpu_p50" in s:
+                analysis += f"; CPU {s['cpu_p50'] * 1e3:.0f} ms ({s['analysis_cpu_p50'] * 1e3:.0f} ms)"
+            serve_cells = [
+                fmt_s(s["load"]), f"{s['p50'] * 1e3:.0f} ms{analysis}", fmt_bytes(s["peak"]),
+                f"{s['track_p50'] * 1e3:.1f} ms ({s['exact_p50'] * 1e3:.0f} ms, {s['exact_p50'] / max(s['track_p50'], 1e-9):.0f}×)",
+            ]
+        recall_cells = [missing] * 2 if r is None else [f"{r['tracks']:.3f}", f"{r['segments']:.3f} ({r['segments_unseen']:.3f})"]
         curve.add(
             fmt_n(row["n"]), f"{fmt_n(b['segments'])} (every {b['stride']} window)", fmt_s(b["seconds"]), fmt_bytes(b["peak"]),
-            fmt_bytes(b["disk"]), fmt_s(s["load"]), f"{s['p50'] * 1e3:.0f} ms", fmt_bytes(s["peak"]),
-            f"{s['track_p50'] * 1e3:.1f} ms ({s['exact_p50'] * 1e3:.0f} ms, {s['exact_p50'] / max(s['track_p50'], 1e-9):.0f}×)",
-            f"{r['tracks']:.3f}", f"{r['segments']:.3f} ({r['segments_unseen']:.3f})",
+            fmt_bytes(b["disk"]), *serve_cells, *recall_cells,
         )
+    when = section.table(
+        "When each stage finished (load average 1, 5, 15 min before it started; 2 cores shared with other work)",
+        ["tracks", "build", "serve", "recall"],
+    )
+    for row in rows:
+        when.add(fmt_n(row["n"]), *(_when(row[x]) if row[x] is not None else missing for x in ("build", "serve", "recall")))
     chosen = section.table("What the rules chose", ["tracks", "storage", "track index", "segment index", "build seconds (tracks / segments / total)"])
     for row in rows:
         b = row["build"]
@@ -352,26 +440,36 @@ def run(cache: Path, sizes: tuple[int, ...], *, work: Path, clips: int | None = 
             f"scann {b['params'].get('algorithm')}", f"{b['segment_backend']} {b['segment_params'].get('algorithm', '')}",
             " / ".join(f"{b['build_seconds'].get(x, 0):.0f}" for x in ("tracks", "segments", "total")),
         )
+    section.raw["rows"] = rows
+    if not rows:
+        return section
     biggest = rows[-1]
     n = biggest["n"]
     met = n >= 1_000_000
     from benchmarks.common import Target
 
+    b, s, r = biggest["build"], biggest["serve"], biggest["recall"]
+    why = "" if met else "1M not run in this mode"
     section.targets += [
         Target(f"peak RSS ≤ 8 GB, build and query ({fmt_n(n)} tracks)",
-               f"build {fmt_bytes(biggest['build']['peak'])}, serve {fmt_bytes(biggest['serve']['peak'])}",
-               (max(biggest["build"]["peak"], biggest["serve"]["peak"]) <= MEMORY_BAR) if met else None,
-               "" if met else "1M not run in this mode"),
+               f"build {fmt_bytes(b['peak'])}, serve {fmt_bytes(s['peak']) if s else missing}",
+               (max(b["peak"], s["peak"] if s else 0) <= MEMORY_BAR) if met and s else None, why or ("" if s else "serve not measured")),
         Target(f"recall@10 ≥ 0.95 tracks and segments ({fmt_n(n)})",
-               f"{biggest['recall']['tracks']:.3f} / {biggest['recall']['segments']:.3f}",
-               min(biggest["recall"]["tracks"], biggest["recall"]["segments"]) >= 0.95),
-        Target(f"file query p50 ≤ 100 ms ({fmt_n(n)})", f"{biggest['serve']['p50'] * 1e3:.0f} ms",
-               biggest["serve"]["p50"] <= 0.1 if met else None, "" if met else "1M not run in this mode"),
-        Target(f"serve ready ≤ 10 s ({fmt_n(n)})", fmt_s(biggest["serve"]["load"]),
-               biggest["serve"]["load"] <= 10 if met else None, "" if met else "1M not run in this mode"),
+               f"{r['tracks']:.3f} / {r['segments']:.3f}" if r else missing,
+               min(r["tracks"], r["segments"]) >= 0.95 if r else None),
+        Target(f"file query p50 ≤ 100 ms ({fmt_n(n)})", f"{s['p50'] * 1e3:.0f} ms" if s else missing,
+               s["p50"] <= 0.1 if met and s else None, why),
+        Target(f"serve ready ≤ 10 s ({fmt_n(n)})", fmt_s(s["load"]) if s else missing,
+               s["load"] <= 10 if met and s else None, why),
     ]
-    section.notes.append(_plot(rows))
+    section.notes.append(_growth(rows))
+    section.raw["rows"] = rows
     return section
+
+
+def _when(result: dict[str, Any]) -> str:
+    text = f"{result.get('date', '?')}, load {result.get('load_before', '?')}"
+    return text + (" (reused from an earlier run)" if result.get("reused") else "")
 
 
 # -- the anchors: ScaNN and faiss on the same track vectors --------------------------------------
@@ -436,7 +534,16 @@ def anchor_job(job: dict[str, Any]) -> dict[str, Any]:
     return {"build": build_s, "peak": mem["peak"], "points": points}
 
 
-def run_anchors(cache: Path, sizes: tuple[int, ...], *, work: Path, section: Section, clips: int | None = None) -> None:
+def run_anchors(
+    cache: Path,
+    sizes: tuple[int, ...],
+    *,
+    work: Path,
+    section: Section,
+    clips: int | None = None,
+    keep: bool = False,
+    reuse_only: bool = False,
+) -> None:
     table = section.table(
         "Anchors: the same normalised track vectors, each library's cheapest setting reaching recall@10 ≥ 0.95",
         ["tracks", "index", "setting", "recall@10", "queries/s (1 thread, one at a time)", "× ScaNN", "peak RSS (build + queries)", "build"],
@@ -444,12 +551,18 @@ def run_anchors(cache: Path, sizes: tuple[int, ...], *, work: Path, section: Sec
     for n in sizes:
         folder = work / f"anchors-{n}"
         print(f"[scale] anchors {n}: data", file=sys.stderr, flush=True)
-        run_job(anchor_data_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips})
+        try:
+            stage(f"anchors-{n}-data", anchor_data_job, {"n": n, "folder": str(folder), "cache": str(cache), "clips": clips},
+                  work=work, keep=keep, reuse_only=reuse_only)
+        except NotRun as exc:
+            table.add(fmt_n(n), "all", str(exc), "", "", "", "", "")
+            continue
         results = {}
-        for name in ANCHORS:
+        for i, name in enumerate(ANCHORS):
             print(f"[scale] anchors {n}: {name}", file=sys.stderr, flush=True)
             try:
-                results[name] = run_job(anchor_job, {"name": name, "folder": str(folder)})
+                results[name] = stage(f"anchors-{n}-{i}", anchor_job, {"name": name, "folder": str(folder)},
+                                      work=work, keep=keep, reuse_only=reuse_only)
             except Exception as exc:  # one library failing must not lose the others' figures
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         section.raw[f"anchors-{n}"] = results
@@ -522,9 +635,14 @@ def density_job(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_density(section: Section, *, work: Path, tracks: int = 40) -> None:
+def run_density(section: Section, *, work: Path, tracks: int = 40, keep: bool = False, reuse_only: bool = False) -> None:
     print("[scale] density rule", file=sys.stderr, flush=True)
-    result = run_job(density_job, {"folder": str(work / "density"), "tracks": tracks})
+    try:
+        result = stage("density", density_job, {"folder": str(work / "density"), "tracks": tracks},
+                       work=work, keep=keep, reuse_only=reuse_only)
+    except NotRun as exc:
+        section.notes.append(f"**Segment density: not measured** ({exc}).")
+        return
     section.raw["density"] = result
     table = section.table(
         f"Segment density: {tracks} synthesised 40-s tracks, one 10-s clip of each cut at a random off-grid time, "
@@ -538,14 +656,17 @@ def run_density(section: Section, *, work: Path, tracks: int = 40) -> None:
                   f"{r['best_similarity']:.3f}")
 
 
-def _plot(rows: list[dict[str, Any]]) -> str:
-    """A text plot of the curve (log-log slopes between sizes say how each cost grows)."""
+def _growth(rows: list[dict[str, Any]]) -> str:
+    """The growth of each cost between sizes (10× = linear in the library)."""
     lines = ["**Growth between sizes** (cost ratio for a 10× larger library; 10× = linear):", ""]
     lines.append("| from → to | build | peak RSS (build) | disk | file query p50 | load |")
     lines.append("|---|---|---|---|---|---|")
     for a, b in zip(rows, rows[1:], strict=False):
         def ratio(get: Any, a: dict[str, Any] = a, b: dict[str, Any] = b) -> str:
-            return f"{get(b) / max(get(a), 1e-12):.1f}×"
+            try:
+                return f"{get(b) / max(get(a), 1e-12):.1f}×"
+            except TypeError:  # a stage not measured
+                return "–"
 
         lines.append(
             f"| {fmt_n(a['n'])} → {fmt_n(b['n'])} | {ratio(lambda r: r['build']['seconds'])} | "
@@ -553,6 +674,46 @@ def _plot(rows: list[dict[str, Any]]) -> str:
             f"{ratio(lambda r: r['serve']['p50'])} | {ratio(lambda r: r['serve']['load'])} |"
         )
     return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """The curve as a small PNG: build time, peak memory, disk and clip query p50 against tracks (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    n = [r["n"] for r in rows]
+    panels = [
+        ("build (minutes)", [r["build"]["seconds"] / 60 for r in rows], None),
+        ("peak RSS (GB)", [r["build"]["peak"] / (1 << 30) for r in rows], MEMORY_BAR / (1 << 30)),
+        ("index on disk (GB)", [r["build"]["disk"] / (1 << 30) for r in rows], None),
+        ("10-s clip query p50 (ms)", [r["serve"]["p50"] * 1e3 if r["serve"] else np.nan for r in rows], 100.0),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(11, 2.8), dpi=80)
+    for ax, (label, values, bar) in zip(axes, panels, strict=True):
+        ax.loglog(n, values, "o-", color="#1f5f99")
+        if label.startswith("10-s"):
+            cpu = [r["serve"]["cpu_p50"] * 1e3 if r["serve"] and "cpu_p50" in r["serve"] else np.nan for r in rows]
+            ax.loglog(n, cpu, "s--", color="#b35900", label="CPU time")
+            ax.legend(fontsize=7, loc="upper left")
+        if label.startswith("peak"):
+            ax.loglog(n, [r["serve"]["peak"] / (1 << 30) if r["serve"] else np.nan for r in rows], "s--", color="#b35900", label="serve")
+            ax.legend(fontsize=7, loc="upper left")
+        if bar is not None:
+            ax.axhline(bar, color="#a00", lw=0.8, ls=":")
+            ax.text(n[0], bar * 1.05, "bar", color="#a00", fontsize=7)
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("tracks", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, which="both", lw=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -563,6 +724,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10k and 100k only (minutes)")
     parser.add_argument("--sizes", default=None, help="comma-separated sizes (overrides the mode)")
     parser.add_argument("--work", default=None, help="folder for the libraries (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the libraries and each stage's result in --work, and reuse those already there")
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="with --keep: write the results from the stages saved in --work, run nothing (missing ones are 'not run')")
     parser.add_argument("--out", default=None)
     parser.add_argument("--no-curve", action="store_true", help="skip the 10k/100k/1M library builds")
     parser.add_argument("--no-anchors", action="store_true", help="skip the ScaNN/faiss comparison")
@@ -573,20 +738,31 @@ def main(argv: list[str] | None = None) -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="soundalike-scale-", dir=args.work) as work:
+    if (args.keep or args.reuse_only) and not args.work:
+        parser.error("--keep needs --work")
+    args.keep = args.keep or args.reuse_only
+    out = Path(args.out) if args.out else RESULTS / ("scale-quick.md" if args.quick else "scale.md")
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            work = Path(args.work)
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soundalike-scale-", dir=args.work)))
         if args.no_curve:
             section = Section(title="Scale (issue 15): anchors and segment density")
         else:
-            section = run(CACHE, sizes, work=Path(work))
+            section = run(CACHE, sizes, work=work, keep=args.keep, reuse_only=args.reuse_only)
+            if section.raw["rows"]:
+                picture = plot(section.raw["rows"], out.with_suffix(".png"))
+                section.notes.append(f"![The curve: build time, peak memory, disk and clip query p50 against library size]({picture.name})")
         if not args.no_anchors:
             anchor_sizes = tuple(int(x) for x in args.anchor_sizes.split(",")) if args.anchor_sizes else sizes
-            run_anchors(CACHE, anchor_sizes, work=Path(work), section=section)
+            run_anchors(CACHE, anchor_sizes, work=work, section=section, keep=args.keep, reuse_only=args.reuse_only)
         if not args.no_density:
-            run_density(section, work=Path(work))
+            run_density(section, work=work, keep=args.keep, reuse_only=args.reuse_only)
     section.seconds = time.perf_counter() - started
     machine["load_after"] = load_average()
     text = render([section], machine, mode="quick" if args.quick else "full", seconds=section.seconds)
-    out = Path(args.out) if args.out else RESULTS / ("scale-quick.md" if args.quick else "scale.md")
     out.write_text(text)
     print(text)
     return 0

@@ -187,3 +187,14 @@ def test_an_index_for_another_catalog_revision_is_refused(synth_library, tmp_pat
         bundle.load(tmp_path / "lib", catalog=catalog)
     index, rebuilt = bundle.ensure(tmp_path / "lib", catalog, backend="exact")
     assert rebuilt and index.count == 4
+
+
+def test_a_file_query_searches_one_window_a_second_and_every_window_on_the_library_hop():
+    from soundalike.recommend import search_windows
+
+    # a 10-s clip: 11 windows every 0.5 s; the library's hop (2.5 s) is every 5th
+    np.testing.assert_array_equal(search_windows(11, 5), [0, 2, 4, 5, 6, 8, 10])
+    assert search_windows(0, 5).size == 0
+    np.testing.assert_array_equal(search_windows(1, 5), [0])
+    gaps = np.diff(search_windows(351, 5)) * 0.5  # a 3-minute upload
+    assert gaps.max() <= 1.0

@@ -66,6 +66,13 @@ of the blended ranking against exact scoring of every track (``make bench``, are
 0.84 at 10k / 100k tracks with 4, 0.96 / 0.93 with 8, 0.96 / 0.97 with 16 and 0.96 / 0.98 with 32,
 the search after analysis taking 39 / 46 / 69 / 93 ms (10k, loaded machine); twice the segment hits
 gained under 0.01."""
+
+SEARCH_HOP_S = 1.0
+"""Hop between the windows of a file query whose nearest segments are searched. The query is
+analysed every ``QUERY_HOP_S`` (0.5 s) and all its windows are re-scored exactly against the
+candidate tracks; searching every other one halves the cost of the segment search (the largest
+part of a clip query at a million tracks) while one searched window still lies within 0.5 s of
+every catalog window (catalog windows start every 2.5 s, or every 5 s in the largest libraries)."""
 QUERY_WINDOWS = 24
 """Windows of a query track (spread over its length) whose nearest segments add candidates."""
 IDENTIFY_MIN = 0.90
@@ -233,6 +240,18 @@ def write_segment_csv(matches: Iterable[SegmentMatch], out: IO[str]) -> int:
     return n
 
 
+def search_windows(count: int, step: int) -> np.ndarray:
+    """Positions of a file query's windows whose nearest segments are searched: one every
+    :data:`SEARCH_HOP_S`, and every ``step``-th (those on the library's hop, for segment matches).
+
+    Returns
+    -------
+    np.ndarray [shape=(searched,), dtype=int64], sorted
+    """
+    every = max(1, round(SEARCH_HOP_S / QUERY_HOP_S))
+    return np.union1d(np.arange(0, count, every), np.arange(0, count, max(1, step))).astype(np.int64)
+
+
 def _check(k: int, aspect: str) -> None:
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive whole number, got {k!r}")
@@ -396,8 +415,11 @@ class Recommender:
         rows = self._search_rows(q, max(TRACK_CANDIDATES * k, k + 20), keep)
         window: dict[int, float] | None = None
         identified: Identification | None = None
+        found: tuple[np.ndarray, np.ndarray] | None = None
+        step = max(1, round(HOP_S / QUERY_HOP_S))  # query windows on the library's hop
+        searched = search_windows(len(q_segs), step)
         if len(q_segs) and len(self.index.seg_vectors):
-            rows = self._with_segment_candidates(rows, q_segs)
+            rows, found = self._segment_candidates(rows, q_segs[searched])
             scores = self._window_scores(q_segs, rows)
             identified = self._identify(q_segs, analysis.segment_starts, rows, scores)
             if aspect == "all":
@@ -419,8 +441,13 @@ class Recommender:
         results, least = self._explained(describe(analysis.vector), results, least)
         matches: list[SegmentMatch] = []
         if segments:
-            step = max(1, round(HOP_S / QUERY_HOP_S))
-            matches = self._segment_matches(q_segs[::step], analysis.segment_starts[::step], analysis.duration, keep)
+            # the windows on the library's hop were among those searched: their hits (SEGMENT_HITS
+            # of each, re-scored exactly) hold the matches, so no second search
+            on_hop = np.searchsorted(searched, np.arange(0, len(q_segs), step))
+            hits = None if found is None else (found[0][on_hop], found[1][on_hop])
+            matches = self._segment_matches(
+                q_segs[::step], analysis.segment_starts[::step], analysis.duration, keep, found=hits
+            )
         query: dict[str, Any] = {
             "type": "file",
             "path": label,
@@ -471,12 +498,20 @@ class Recommender:
 
     def _with_segment_candidates(self, rows: list[int], q_segs: np.ndarray) -> list[int]:
         """``rows`` plus the tracks holding the segments nearest to the query's windows."""
+        return self._segment_candidates(rows, q_segs)[0]
+
+    def _segment_candidates(
+        self, rows: list[int], q_segs: np.ndarray
+    ) -> tuple[list[int], tuple[np.ndarray, np.ndarray] | None]:
+        """:meth:`_with_segment_candidates`, and the segment hits found ``(positions, scores)``, each
+        [shape=(len(q_segs), SEGMENT_HITS)], best first (None without segments)."""
         if not len(self.index.seg_vectors):
-            return rows
-        hits, _ = self.index.segments.query(np.atleast_2d(q_segs), min(SEGMENT_HITS, len(self.index.seg_vectors)))
-        hits = np.asarray(hits).reshape(-1)
-        seg_rows = np.unique(self.index.seg_rows[hits[hits >= 0]])
-        return list(dict.fromkeys([*rows, *(int(r) for r in seg_rows)]))
+            return rows, None
+        hits, scores = self.index.segments.query(np.atleast_2d(q_segs), min(SEGMENT_HITS, len(self.index.seg_vectors)))
+        hits, scores = np.atleast_2d(hits), np.atleast_2d(scores)
+        flat = hits.reshape(-1)
+        seg_rows = np.unique(self.index.seg_rows[flat[flat >= 0]])
+        return list(dict.fromkeys([*rows, *(int(r) for r in seg_rows)])), (hits, scores)
 
     def _window_scores(self, q_segs: np.ndarray, rows: list[int]) -> WindowScores:
         """:func:`window_scores` of the query's windows against each candidate row's windows."""
@@ -645,14 +680,22 @@ class Recommender:
         return out
 
     def _segment_matches(
-        self, q_segs: np.ndarray, starts: np.ndarray, duration: float, keep: Any
+        self,
+        q_segs: np.ndarray,
+        starts: np.ndarray,
+        duration: float,
+        keep: Any,
+        *,
+        found: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[SegmentMatch]:
+        """The best matches of each query window; ``found`` holds hits already searched for them."""
         if len(q_segs) == 0 or len(self.index.seg_vectors) == 0:
             return []
-        want = SEGMENT_CSV_MATCHES + 8
-        hits, scores = self.index.segments.query(np.atleast_2d(q_segs), min(want, len(self.index.seg_vectors)))
-        hits = np.atleast_2d(hits)
-        scores = np.atleast_2d(scores)
+        if found is None:
+            want = SEGMENT_CSV_MATCHES + 8
+            found = self.index.segments.query(np.atleast_2d(q_segs), min(want, len(self.index.seg_vectors)))
+        hits = np.atleast_2d(found[0])
+        scores = np.atleast_2d(found[1])
         rows_needed = {int(self.index.seg_rows[h]) for h in hits.reshape(-1) if h >= 0}
         tracks = self._tracks(rows_needed)
         out: list[SegmentMatch] = []

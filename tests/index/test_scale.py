@@ -157,6 +157,22 @@ def test_a_faiss_segment_index_over_float16_rows_reaches_recall_at_10_of_0_95_ag
     assert _recall(found, truth) >= 0.95
 
 
+def test_a_large_faiss_segment_index_holds_fast_scan_codes_and_reaches_recall_at_10_of_0_95(
+    large_catalog: SQLiteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bundle, "SEGMENT_FAST_SCAN_FROM", 50_000)  # the rule's 10 million, scaled to this catalog
+    full = bundle.build(tmp_path / "f32", large_catalog, backend="exact", storage="float32")
+    index = bundle.build(tmp_path / "faiss", large_catalog, backend="scann", segment_backend="faiss", storage="float16")
+    assert index.manifest.segment_params["algorithm"] == "ivf_pq4"
+    assert index.manifest.segment_params["pq_dims"] == 1
+    rng = np.random.default_rng(SEED)
+    queries = np.asarray(full.seg_vectors[np.sort(rng.choice(len(full.seg_vectors), 300, replace=False))])
+    queries = queries + 0.05 * rng.normal(size=queries.shape).astype(np.float32)
+    truth, _ = exact_search(np.asarray(full.seg_vectors), queries, 10)
+    found, _ = bundle.load(tmp_path / "faiss").segments.query(queries, 10)
+    assert _recall(found, truth) >= 0.95
+
+
 def test_a_faiss_track_index_saved_and_memory_mapped_answers_like_the_built_one(tmp_path: Path) -> None:
     rng = np.random.default_rng(SEED)
     vectors = rng.normal(size=(5_000, 64)).astype(np.float32)
