@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from .conftest import ARTIFACTS, CHROMIUM_ARGS, chromium
 
 # Pages may start playing without a click (as after "Start radio"); no sound card is needed or used.
 RADIO_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
@@ -23,12 +23,8 @@ RADIO_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required", "--m
 
 @pytest.fixture(scope="module")
 def radio_browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=RADIO_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium(RADIO_ARGS) as launched:
+        yield launched
 
 
 def _open(browser: Browser, width: int, height: int = 900) -> tuple[Any, Page, list[str]]:
