@@ -161,7 +161,7 @@ def test_bad_k_or_aspect_on_the_form_is_400(client, clip, fields, word):
 
 def test_library_page_counts_and_paginates(client):
     first = client.get("/library").get_data(as_text=True)
-    assert 'id="track-count">40<' in first and 'id="failure-count">0<' in first
+    assert 'id="track-count">40</strong> tracks' in first and 'id="failure-count">0</strong> failures' in first
     assert first.count("<tr>") - 1 == PER_PAGE and "page 1 of 3" in first
     assert 'href="/library?status=ok&amp;page=2"' in first
     last = client.get("/library?page=3").get_data(as_text=True)
@@ -289,6 +289,6 @@ def test_empty_library_pages_say_run_ingest(other_library, clip):
     assert reply.status_code == 503 and "no tracks yet — run `soundalike ingest" in reply.get_data(as_text=True)
     assert "No tracks yet</strong> — run <code>soundalike ingest PATH</code>" in client.get("/library").get_data(as_text=True)
     failed = client.get("/library?status=failed").get_data(as_text=True)
-    assert "broken.mp3" in failed and 'id="failure-count">1<' in failed
+    assert "broken.mp3" in failed and 'id="failure-count">1</strong> failure</a>' in failed  # not "1 failures"
     track_page = client.get("/tracks/1").get_data(as_text=True)
     assert "failed analysis" in track_page and "picture.png" not in track_page
