@@ -365,7 +365,7 @@ class Recommender:
 
         _check(k, aspect)
         audio = decode(source, max_duration=self.max_duration, name=name, truncate_to=truncate_to)
-        with style_model.threads(style_model.QUERY_THREADS):  # someone is waiting for this one
+        with style_model.query():  # someone is waiting for this one
             analysis = extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S, style=self.style)
         label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "<upload>")
         out = self.similar_to_analysis(analysis, k=k, aspect=aspect, segments=segments, label=label, source=source)

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,7 @@ def test_the_session_is_made_once_per_process_with_one_thread():
     assert style.session() is first
     options = first.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert not options.enable_cpu_mem_arena  # onnxruntime's arena would keep its buffers for good
     assert first.get_providers() == ["CPUExecutionProvider"]
 
 
@@ -164,7 +166,7 @@ def test_a_query_runs_the_model_on_more_threads_with_the_same_embedding(monkeypa
     monkeypatch.setattr(style.os, "cpu_count", lambda: 4)
     y = synth.render(synth.TrackSpec(instrument="pluck", groove="backbeat", key="C", duration=10.0, seed=1))
     alone = style.style_embedding(y, sample_rate=SAMPLE_RATE)
-    with style.threads(style.QUERY_THREADS):
+    with style.query():
         query = style.session()
         together = style.style_embedding(y, sample_rate=SAMPLE_RATE)
     assert query.get_session_options().intra_op_num_threads == style.QUERY_THREADS
@@ -279,3 +281,24 @@ def test_computing_style_imports_neither_librosa_nor_numba(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_query_gives_its_freed_memory_back_only_once_the_model_is_idle(monkeypatch):
+    trims: list[float] = []
+    monkeypatch.setattr(style, "_give_back_freed_memory", lambda: trims.append(time.monotonic()))
+    monkeypatch.setattr(style, "IDLE_TRIM_S", 0.3)
+    patches = np.zeros((1, style.PATCH_FRAMES, style.N_MELS), np.float32)
+    style.run_model(patches)  # analysis for a library: at once
+    assert len(trims) == 1
+    with style.query():
+        for _ in range(3):  # back to back: nothing given back between them
+            style.run_model(patches)
+        ended = time.monotonic()
+        assert len(trims) == 1
+    deadline = ended + 5.0
+    while len(trims) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(trims) == 2, "the idle model's freed memory was never given back"
+    assert trims[1] - ended >= 0.3 - 0.01
+    time.sleep(0.5)
+    assert len(trims) == 2  # once per idle spell

@@ -118,6 +118,7 @@ def evaluate_library(
             bitrate=opts.bitrate,
             start_fraction=opts.start_fraction,
             seed=opts.seed,
+            labels=labels.by_track if labels else None,
             progress=report,
         )
 

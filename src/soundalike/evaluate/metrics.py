@@ -11,7 +11,7 @@ import math
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,9 +257,11 @@ def clip_robustness(
     bitrate: str = "96k",
     start_fraction: float = 0.4,
     seed: int = 0,
+    labels: Mapping[int, str] | None = None,
     progress: Progress | None = None,
 ) -> Clips:
-    """Query noisy MP3 excerpts of library tracks and see whether the source comes back.
+    """Query noisy MP3 excerpts of library tracks and see whether the source comes back, and
+    whether the rest of the answer is music like it.
 
     For each track: decode at 44.1 kHz, cut an excerpt starting at ``start_fraction`` of the
     track, add white gaussian noise at ``snr_db`` relative to the excerpt's RMS, encode as MP3 at
@@ -275,6 +277,9 @@ def clip_robustness(
     excerpt_seconds, snr_db, bitrate, start_fraction, seed
         See :class:`~soundalike.evaluate.EvalOptions`; track ``t`` gets noise seeded with
         ``seed + t.id``.
+    labels : mapping of track id to label, optional
+        With them, ``precision`` is the mean share of an excerpt's first ten recommendations other
+        than its source (and the source's byte-identical copies) that have the source's label.
     progress : callable, optional
         ``progress("excerpts", done, total)``.
 
@@ -291,6 +296,7 @@ def clip_robustness(
     misses: list[ClipMiss] = []
     skipped: list[ClipSkip] = []
     query_seconds: list[float] = []
+    precisions: list[float] = []
     report("excerpts", 0, len(tracks))
     with tempfile.TemporaryDirectory(prefix="soundalike-excerpts-") as tmp:
         clip = Path(tmp) / "excerpt.mp3"
@@ -312,17 +318,20 @@ def clip_robustness(
                 continue
             started = time.perf_counter()
             try:
-                result = recommender.similar_to_file(clip, k=TOP_N, name=f"excerpt of {track.display_path}")
+                # One more than the ten: the source, when it is there, is not a recommendation.
+                result = recommender.similar_to_file(clip, k=TOP_N + 1, name=f"excerpt of {track.display_path}")
             except SoundalikeError as exc:  # an excerpt of a quiet passage can be silent: skipped, said why
                 skipped.append(ClipSkip(path=track.display_path, reason=str(exc)))
                 report("excerpts", done, len(tracks))
                 continue
             query_seconds.append(time.perf_counter() - started)
-            rank = next(
-                (r.rank for r in result.results if r.track.id == track.id or r.track.content_hash == track.content_hash),
-                None,
-            )
+            source = [r.track.id == track.id or r.track.content_hash == track.content_hash for r in result.results]
+            rank = next((r.rank for r, hit in zip(result.results, source, strict=True) if hit and r.rank <= TOP_N), None)
             ranks.append(rank)
+            wanted = labels.get(track.id) if labels else None
+            others = [r for r, hit in zip(result.results, source, strict=True) if not hit][:TOP_N]
+            if wanted is not None and others:
+                precisions.append(sum(labels.get(r.track.id) == wanted for r in others) / len(others))  # type: ignore[union-attr]
             if rank != 1:
                 top = result.results[0].track if result.results else None
                 misses.append(
@@ -339,6 +348,7 @@ def clip_robustness(
         top1=sum(r == 1 for r in ranks) / n if n else None,
         top10=sum(r is not None and r <= TOP_N for r in ranks) / n if n else None,
         mrr=sum(1.0 / r for r in ranks if r is not None) / n if n else None,
+        precision=float(np.mean(precisions)) if precisions else None,
         seconds_per_query=float(np.mean(query_seconds)) if query_seconds else None,
         skipped=tuple(skipped),
         misses=tuple(misses),

@@ -195,7 +195,9 @@ class Clips(_JsonRecord):
     """Clip robustness: noisy MP3 excerpts queried against the library.
 
     ``top1`` and ``top10`` are the shares of excerpts whose source ranks first, or in the first ten;
-    ``mrr`` the mean reciprocal rank within the top ten. Figures are None without excerpts.
+    ``mrr`` the mean reciprocal rank within the top ten; ``precision`` (with labels) the mean share
+    of the first ten results other than the source that have its label: how good the excerpt's
+    recommendations are. Figures are None without excerpts.
     """
 
     excerpts: int
@@ -207,6 +209,7 @@ class Clips(_JsonRecord):
     top10: float | None
     mrr: float | None
     seconds_per_query: float | None
+    precision: float | None = None
     skipped: tuple[ClipSkip, ...] = ()
     misses: tuple[ClipMiss, ...] = ()
 

@@ -98,6 +98,8 @@ def _markdown(ev: Evaluation, plots: dict[str, Path]) -> str:
             f"| excerpt top-1 / top-10 ({_fmt(c.excerpt_seconds, 0)} s, {_fmt(c.snr_db, 0)} dB SNR, "
             f"{c.bitrate} MP3; {c.excerpts} excerpts) | {_fmt(c.top1)} / {_fmt(c.top10)} |"
         )
+        if c.precision is not None:
+            lines.append(f"| excerpt recommendations P@10 (results other than the source) | {_fmt(c.precision)} |")
     lines.append(f"| silhouette (k-means, k = {s.k}, chosen by {s.chosen_by}) | {_fmt(_finite(s.score))} |")
     if _finite(s.label_silhouette) is not None:
         lines.append(
@@ -127,7 +129,8 @@ def _markdown(ev: Evaluation, plots: dict[str, Path]) -> str:
             "",
             f"{c.excerpts} excerpts of {_fmt(c.excerpt_seconds, 0)} s starting at {c.start_fraction:.0%} of the "
             f"track, white noise at {_fmt(c.snr_db, 0)} dB SNR, MP3 {c.bitrate}: top-1 {_fmt(c.top1)}, "
-            f"top-10 {_fmt(c.top10)}, MRR {_fmt(c.mrr)}, {_fmt(c.seconds_per_query, 2)} s per query.",
+            f"top-10 {_fmt(c.top10)}, MRR {_fmt(c.mrr)}, {_fmt(c.seconds_per_query, 2)} s per query"
+            + (f"; P@10 of the recommendations other than the source {_fmt(c.precision)}." if c.precision is not None else "."),
             "",
         ]
         if c.misses:
@@ -172,7 +175,9 @@ def format_summary(evaluation: Evaluation) -> str:
     c = evaluation.clips
     if c:
         lines.append(
-            f"  excerpts: top-1 {f(c.top1)}  top-10 {f(c.top10)}  ({c.excerpts} excerpts of {c.excerpt_seconds:g} s, "
+            f"  excerpts: top-1 {f(c.top1)}  top-10 {f(c.top10)}"
+            + (f"  recommendations P@10 {f(c.precision)}" if c.precision is not None else "")
+            + f"  ({c.excerpts} excerpts of {c.excerpt_seconds:g} s, "
             f"{c.snr_db:g} dB SNR, {c.bitrate} MP3" + (f"; {len(c.skipped)} skipped" if c.skipped else "") + ")"
         )
     s = evaluation.silhouette

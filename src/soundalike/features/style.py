@@ -22,8 +22,10 @@ it removes the DC offset. The tests measure both (cosine to the reference embedd
 the gain undone, 0.96 per patch without); neither changes retrieval on dev-music.
 
 One onnxruntime session per process, made on first use with one intra- and one inter-op thread (the
-pool runs one worker per core), and one with :data:`QUERY_THREADS` for queries (:func:`threads`);
-never pickled: a forked or spawned worker makes its own.
+pool runs one worker per core), and one with :data:`QUERY_THREADS` for queries (:func:`query`);
+never pickled: a forked or spawned worker makes its own. A library's analysis gives the model's
+freed memory back to the system after every track; queries leave it to an idle moment
+(:class:`_IdleTrim`), so that back-to-back queries do not page it in again.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -142,8 +146,9 @@ def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODE
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    # No memory arena: it keeps the largest activations of any run for the process's lifetime (a
-    # server analysing 8 long uploads, 2 at a time, peaked at 1.72-1.90 GB with it, 1.31-1.46 GB without)
+    # No memory arena: it keeps the largest activations of any run for the process's lifetime, and
+    # grows with the runs at once (8 parallel 30-minute uploads peaked at 1.68 GB with it on the
+    # query session, 1.26-1.41 GB without; earlier, in batches of 5 patches, 1.72-1.90 GB against 1.31-1.46).
     options.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
@@ -152,32 +157,51 @@ def load_model(path: str | os.PathLike[str] | None = None, *, sha256: str = MODE
 
 
 QUERY_THREADS = 2
-"""Intra-op threads of the model for one query (:func:`threads`): a 10-s clip's 3 patches took
+"""Intra-op threads of the model for one query (:func:`query`): a 10-s clip's 3 patches took
 156 ms on 2 threads against 306 ms on one (fastest of 8, 2 cores, load average 8)."""
 
-_threads: ContextVar[int] = ContextVar("soundalike_style_threads", default=1)
+
+@dataclass(frozen=True)
+class _Mode:
+    threads: int = 1
+    keep_buffers: bool = False
+
+
+_LIBRARY_MODE = _Mode()  # frozen: one shared default is safe
+_mode: ContextVar[_Mode] = ContextVar("soundalike_style_mode", default=_LIBRARY_MODE)
 _sessions: dict[tuple[int, int], Any] = {}
 
 
 @contextmanager
-def threads(n: int) -> Iterator[None]:
+def threads(n: int, *, keep_buffers: bool = False) -> Iterator[None]:
     """Run the model on up to ``n`` threads inside the block (this thread only; at most the cores).
 
     Analysis for a library runs one worker per core, each on one thread (the default); a query that
-    someone waits for may use more.
+    someone waits for may use more (see :func:`query`).
+
+    With ``keep_buffers``, the activations' freed memory is not given back to the system after each
+    analysis but once the model has been idle for :data:`IDLE_TRIM_S` (see :class:`_IdleTrim`):
+    back-to-back queries then reuse it.
     """
-    token = _threads.set(max(1, min(int(n), os.cpu_count() or 1)))
+    token = _mode.set(_Mode(threads=max(1, min(int(n), os.cpu_count() or 1)), keep_buffers=keep_buffers))
     try:
         yield
     finally:
-        _threads.reset(token)
+        _mode.reset(token)
+
+
+def query() -> Any:
+    """The model's settings for a query someone is waiting for: :data:`QUERY_THREADS` threads, and
+    freed memory kept while queries keep coming (:func:`threads`)."""
+    return threads(QUERY_THREADS, keep_buffers=True)
 
 
 def session() -> Any:
     """This process's inference session on the shipped model for the current :func:`threads`,
     made on first use."""
     # Keyed by process id: a forked worker must not share its parent's session and thread state.
-    key = (os.getpid(), _threads.get())
+    mode = _mode.get()
+    key = (os.getpid(), mode.threads)
     found = _sessions.get(key)
     if found is None:
         with _sessions_lock:
@@ -185,8 +209,8 @@ def session() -> Any:
             if found is None:
                 if any(pid != key[0] for pid, _ in _sessions):
                     _sessions.clear()
-                found = _sessions[key] = load_model(threads=key[1])
-                log.debug("loaded the style model %s (%d threads)", MODEL_FILE, key[1])
+                found = _sessions[key] = load_model(threads=mode.threads)
+                log.debug("loaded the style model %s (%d threads)", MODEL_FILE, mode.threads)
     return found
 
 
@@ -363,8 +387,12 @@ def run_model(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # batch's are also slower to allocate and touch: one at a time took 0.85x the time of a batch of
     # 3 and 0.63x that of a batch of 5 (fastest of 8, interleaved, one core, load average 7).
     model = session()
-    outputs = [model.run([_EMBEDDING, _TAGGRAM], {_INPUT: patches[i : i + 1]}) for i in range(len(patches))]
-    _give_back_freed_memory()
+    if _mode.get().keep_buffers:
+        with _idle_trim.running():
+            outputs = [model.run([_EMBEDDING, _TAGGRAM], {_INPUT: patches[i : i + 1]}) for i in range(len(patches))]
+    else:
+        outputs = [model.run([_EMBEDDING, _TAGGRAM], {_INPUT: patches[i : i + 1]}) for i in range(len(patches))]
+        _give_back_freed_memory()
     if not outputs:
         return np.zeros((0, EMBEDDING_DIM), np.float32), np.zeros((0, N_TAGS), np.float32)
     return np.concatenate([e for e, _ in outputs]), np.concatenate([t for _, t in outputs])
@@ -384,6 +412,61 @@ def _give_back_freed_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+IDLE_TRIM_S = 1.0
+"""Seconds without a query running the model after which its freed memory goes back to the system."""
+
+
+class _IdleTrim:
+    """Gives the freed memory of queries back once none has run the model for :data:`IDLE_TRIM_S`.
+
+    A query that trimmed at once would pay for it in the next one: a 10-s clip's 3 patches took
+    81 ms on 2 threads with the freed pages kept and 108 ms with them trimmed after every query
+    (median of 12, interleaved with the clip's decode and hand-made features). A burst of queries
+    keeps its pages (8 parallel 30-minute uploads peaked at 1.26-1.41 GB against 1.02-1.10 GB
+    trimming at once); an idle server gives them back.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = 0
+        self._since: float | None = None  # when the last run ended, while a trim is owed
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self._cond:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._since = time.monotonic()
+                if self._thread is None or self._pid != os.getpid():  # none yet, or the parent's
+                    self._pid = os.getpid()
+                    self._thread = threading.Thread(target=self._loop, name="soundalike-idle-trim", daemon=True)
+                    self._thread.start()
+                self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._since is None or self._running:
+                        self._cond.wait()
+                        continue
+                    wait = self._since + IDLE_TRIM_S - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                self._since = None
+            _give_back_freed_memory()
+
+
+_idle_trim = _IdleTrim()
 
 
 def style_patches(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES) -> np.ndarray:
