@@ -121,8 +121,7 @@ def _recommender(job: dict[str, Any]) -> Any:
 def query_job(job: dict[str, Any]) -> dict[str, Any]:
     """Time ``similar_to_file`` on real 10-s clips and, interleaved, their decode + analysis alone."""
     from soundalike.audio import decode
-    from soundalike.features import QUERY_HOP_S, extract
-    from soundalike.features import style as style_model
+    from soundalike.features import extract_query
 
     rec, _ = _recommender(job)
     uploads = [(Path(p).name, Path(p).read_bytes()) for p in job["files"]]
@@ -134,8 +133,7 @@ def query_job(job: dict[str, Any]) -> dict[str, Any]:
         name, data = uploads[i % len(uploads)]
         t0 = time.perf_counter()
         audio = decode(data, name=name)
-        with style_model.query():  # as similar_to_file runs it
-            extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S, style=rec.style)
+        extract_query(audio.samples, sample_rate=audio.sample_rate, style=rec.style)
         t1 = time.perf_counter()
         answer = rec.similar_to_file(data, k=K, name=name)
         t2 = time.perf_counter()

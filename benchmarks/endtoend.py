@@ -288,7 +288,7 @@ def in_process(folder: Path, uploads: list[tuple[str, bytes]], runs: int) -> dic
     """The same query without HTTP, split into decode, features and the rest (search, ranking)."""
     from soundalike.audio import decode
     from soundalike.catalog.sqlite import SQLiteCatalog
-    from soundalike.features import QUERY_HOP_S, extract
+    from soundalike.features import extract_query
     from soundalike.index import bundle
     from soundalike.recommend import Recommender
 
@@ -302,7 +302,7 @@ def in_process(folder: Path, uploads: list[tuple[str, bytes]], runs: int) -> dic
             t0 = time.perf_counter()
             audio = decode(data, name=name)
             t1 = time.perf_counter()
-            extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S)
+            extract_query(audio.samples, sample_rate=audio.sample_rate, style=rec.style)
             t2 = time.perf_counter()
             rec.similar_to_file(data, k=K, name=name)
             t3 = time.perf_counter()

@@ -279,12 +279,12 @@ def serve_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def _analyse(path: Path, index: Any) -> None:
     from soundalike.audio import decode
-    from soundalike.features import QUERY_HOP_S, extract
+    from soundalike.features import extract_query
     from soundalike.vocabulary import LEARNED_FAMILIES
 
     audio = decode(path)
     style = any(index.track_norm.weights.get(f, 0.0) > 0 for f in LEARNED_FAMILIES)
-    extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S, style=style)
+    extract_query(audio.samples, sample_rate=audio.sample_rate, style=style)
 
 
 def _merge(best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, offset: int, k: int) -> tuple[np.ndarray, np.ndarray]:

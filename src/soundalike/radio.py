@@ -114,10 +114,10 @@ def seed_from_file(
         When the file cannot be decoded.
     """
     from soundalike.audio import decode
-    from soundalike.features import extract
+    from soundalike.features import extract_query
 
     audio = decode(source, max_duration=max_duration, name=name, truncate_to=truncate_to)
-    analysis = extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S)
+    analysis = extract_query(audio.samples, sample_rate=audio.sample_rate)
     step = max(1, round(HOP_S / QUERY_HOP_S))  # windows on the library's hop, to align with its tracks
     label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "<upload>")
     return Seed(

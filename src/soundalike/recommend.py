@@ -40,9 +40,8 @@ from soundalike.features import (
     QUERY_HOP_S,
     WINDOW_S,
     Analysis,
-    extract,
+    extract_query,
 )
-from soundalike.features import style as style_model
 from soundalike.features.descriptors import NONE, Descriptors, describe
 from soundalike.index.bundle import LibraryIndex
 from soundalike.vocabulary import LEARNED_FAMILIES
@@ -365,8 +364,7 @@ class Recommender:
 
         _check(k, aspect)
         audio = decode(source, max_duration=self.max_duration, name=name, truncate_to=truncate_to)
-        with style_model.query():  # someone is waiting for this one
-            analysis = extract(audio.samples, sample_rate=audio.sample_rate, segment_hop_s=QUERY_HOP_S, style=self.style)
+        analysis = extract_query(audio.samples, sample_rate=audio.sample_rate, style=self.style)
         label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "<upload>")
         out = self.similar_to_analysis(analysis, k=k, aspect=aspect, segments=segments, label=label, source=source)
         out.query["format"] = audio.source_format
@@ -396,7 +394,7 @@ class Recommender:
         Parameters
         ----------
         analysis : Analysis
-            As :func:`soundalike.features.extract` returns it, with segments every ``QUERY_HOP_S``.
+            As :func:`soundalike.features.extract_query` returns it (segments every ``QUERY_HOP_S``).
         label : str
             What the answer's ``query["path"]`` says.
         source : bytes or path, optional

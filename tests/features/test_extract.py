@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from soundalike import synth
-from soundalike.features import FAMILIES, extract, segment_layout, track_layout
+from soundalike.audio import SAMPLE_RATE
+from soundalike.features import FAMILIES, extract, extract_query, query_style_patches, segment_layout, track_layout
 from soundalike.features.frames import compute_frames
 from soundalike.features.harmony import key_profile
 from soundalike.features.rhythm import _mean_autocorrelation, tempo
@@ -70,3 +71,25 @@ def test_key_profile_peaks_at_the_key_or_its_relative(key):
     expected = tonic + (12 if minor else 0)
     relative = ((tonic + 3) % 12) if minor else ((tonic + 9) % 12 + 12)
     assert best in {expected, relative}, f"{key}: best profile index {best}"
+
+
+@pytest.mark.parametrize(("seconds", "patches"), [(2.0, 1), (6.0, 1), (10.0, 2), (15.0, 3), (180.0, 5)])
+def test_a_query_averages_one_style_patch_per_five_seconds(seconds, patches):
+    assert query_style_patches(seconds) == patches
+
+
+def test_a_query_is_analysed_like_a_track_with_its_own_windows_and_style_patches():
+    from soundalike.features import QUERY_HOP_S, style, track_layout
+
+    y = synth.render(synth.TrackSpec(instrument="pluck", groove="backbeat", key="C", duration=10.0, seed=3))
+    query = extract_query(y, sample_rate=SAMPLE_RATE)
+    track = extract(y, sample_rate=SAMPLE_RATE, segment_hop_s=QUERY_HOP_S)
+    hand = slice(0, track_layout().slices["style"].start)
+    np.testing.assert_array_equal(query.vector[hand], track.vector[hand])
+    np.testing.assert_array_equal(query.segments, track.segments)
+    # Its style is the mean of two patches (the first and last 3 s), not of the track's three.
+    two = style.style_patches(y, sample_rate=SAMPLE_RATE, n_patches=2).mean(axis=0)
+    three = style.style_patches(y, sample_rate=SAMPLE_RATE, n_patches=3).mean(axis=0)
+    got = query.vector[track_layout().slices["style"]]
+    np.testing.assert_allclose(got, two, rtol=0, atol=1e-4)
+    assert np.abs(got - three).max() > 1e-3
