@@ -7,7 +7,14 @@ import pytest
 
 from soundalike import synth
 from soundalike.audio import SAMPLE_RATE
-from soundalike.features import FAMILIES, extract, extract_query, query_style_patches, segment_layout, track_layout
+from soundalike.features import (
+    FAMILIES,
+    extract,
+    extract_query,
+    query_style_patches,
+    segment_layout,
+    track_layout,
+)
 from soundalike.features.frames import compute_frames
 from soundalike.features.harmony import key_profile
 from soundalike.features.rhythm import _mean_autocorrelation, tempo

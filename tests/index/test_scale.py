@@ -169,8 +169,12 @@ def test_a_large_faiss_segment_index_holds_fast_scan_codes_and_reaches_recall_at
     queries = np.asarray(full.seg_vectors[np.sort(rng.choice(len(full.seg_vectors), 300, replace=False))])
     queries = queries + 0.05 * rng.normal(size=queries.shape).astype(np.float32)
     truth, _ = exact_search(np.asarray(full.seg_vectors), queries, 10)
-    found, _ = bundle.load(tmp_path / "faiss").segments.query(queries, 10)
+    served = bundle.load(tmp_path / "faiss")
+    found, _ = served.segments.query(queries, 10)
     assert _recall(found, truth) >= 0.95
+    if Path("/proc/self/smaps").exists():  # served rows are read without readahead (see storage.advise_random)
+        assert "rr" in _vm_flags(served.directory / "seg_vectors.npy")
+        assert "rr" in _vm_flags(served.directory / "vectors.npy")
 
 
 def test_a_faiss_track_index_saved_and_memory_mapped_answers_like_the_built_one(tmp_path: Path) -> None:
@@ -273,3 +277,48 @@ def test_shards_queried_on_a_dask_local_cluster_answer_like_one_index() -> None:
         sharded = ShardedIndex(shards, submit=client.submit)
         pos, _ = sharded.query(queries, 10)
     np.testing.assert_array_equal(pos, build_index("exact", vectors).query(queries, 10)[0])
+
+
+
+def _vm_flags(path: Path) -> set[str]:
+    """The kernel's VmFlags of this process's mappings of ``path`` (``/proc/self/smaps``)."""
+    flags: set[str] = set()
+    current = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and ":" in head[3 if len(head) > 3 else 0]:  # a mapping's header line
+            current = head[-1] == str(path)
+        elif current and line.startswith("VmFlags:"):
+            flags |= set(line.split()[1:])
+    return flags
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
+def test_a_served_matrix_is_mapped_for_random_reads_and_a_built_one_is_not(tmp_path: Path) -> None:
+    from soundalike.index.storage import open_matrix, scanning
+
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((4096, 88)).astype(np.float16)
+    np.save(tmp_path / "built.npy", rows)
+    np.save(tmp_path / "served.npy", rows)
+    np.save(tmp_path / "codes.npy", rng.integers(-127, 128, size=(4096, 88), dtype=np.int8))
+    np.save(tmp_path / "codes.scales.npy", np.full(88, 0.01, np.float32))
+    built = open_matrix(tmp_path, "built")
+    served = open_matrix(tmp_path, "served", random_access=True)
+    codes = open_matrix(tmp_path, "codes", random_access=True)
+    assert isinstance(codes, Int8Matrix)
+    np.testing.assert_array_equal(np.asarray(served[[5, 4000]]), rows[[5, 4000]])
+    assert np.asarray(codes[[7]]).shape == (1, 88)
+    # "rr" is the kernel's VM_RAND_READ, which madvise(MADV_RANDOM) sets: no readahead around a row.
+    assert _vm_flags(tmp_path / "built.npy") and "rr" not in _vm_flags(tmp_path / "built.npy")
+    assert "rr" in _vm_flags(tmp_path / "served.npy")
+    assert "rr" in _vm_flags(tmp_path / "codes.npy")
+    # An exact search reads every row in order: read ahead ("sr", VM_SEQ_READ) during it only.
+    with scanning(served):
+        assert "sr" in _vm_flags(tmp_path / "served.npy") and "rr" not in _vm_flags(tmp_path / "served.npy")
+    assert "rr" in _vm_flags(tmp_path / "served.npy")
+    with scanning(built):  # never advised: left alone
+        assert not {"sr", "rr"} & _vm_flags(tmp_path / "built.npy")
+    positions, _ = exact_search(served, np.asarray(served[[9]], dtype=np.float32), 1)
+    assert positions[0, 0] == 9 and "rr" in _vm_flags(tmp_path / "served.npy")
+    del built, served, codes

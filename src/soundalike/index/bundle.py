@@ -458,8 +458,8 @@ def load(
     arrays = np.load(directory / "normaliser.npz")
     track_norm = Normaliser.from_arrays({k[6:]: arrays[k] for k in arrays.files if k.startswith("track_")}, tl)
     segment_norm = Normaliser.from_arrays({k[8:]: arrays[k] for k in arrays.files if k.startswith("segment_")}, sl)
-    vectors = open_matrix(directory, "vectors")
-    seg_vectors = open_matrix(directory, "seg_vectors")
+    vectors = open_matrix(directory, "vectors", random_access=True)
+    seg_vectors = open_matrix(directory, "seg_vectors", random_access=True)
     if vectors.shape != (manifest.count, manifest.dim):
         raise IndexMismatchError(
             f"{directory}: vectors shape mismatch: expected {(manifest.count, manifest.dim)}, found {vectors.shape}"

@@ -35,7 +35,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from soundalike.index.storage import Int8Matrix
+from soundalike.index.storage import Int8Matrix, scanning
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,13 @@ def exact_search(
     scores : np.ndarray [shape=(m, k), dtype=float32]
         Sorted by descending score.
     """
+    with scanning(data):  # every row, in order: read ahead even when mapped for random reads
+        return _exact_search(data, queries, k, query_chunk=query_chunk, block_rows=block_rows)
+
+
+def _exact_search(
+    data: np.ndarray, queries: np.ndarray, k: int, *, query_chunk: int, block_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
     n = data.shape[0]
     m = queries.shape[0]
     query_chunk = max(1, int(query_chunk))
