@@ -127,24 +127,27 @@ def read_sample(matrix: SearchMatrix, rows: np.ndarray) -> np.ndarray:
 
 def _forget(array: np.ndarray, start: int, stop: int) -> None:
     """Drop the mapped pages of rows ``start:stop`` of a read-only ``np.memmap`` (best effort)."""
-    _advise_rows(array, start, stop, mmap.MADV_DONTNEED)
-
-
-def _advise_rows(array: Any, start: int, stop: int, advice: int) -> None:
-    """``madvise`` the pages wholly inside rows ``start:stop`` of an ``np.memmap`` (best effort)."""
-    mapping = getattr(array, "_mmap", None)
-    if not isinstance(array, np.memmap) or mapping is None or not hasattr(mapping, "madvise"):
+    mapping = _mapping(array)
+    if mapping is None:
         return
     row_bytes = array.strides[0]
     # np.memmap maps from the offset rounded down to the allocation granularity.
-    base = int(array.offset) % mmap.ALLOCATIONGRANULARITY
+    base = int(array.offset) % mmap.ALLOCATIONGRANULARITY  # type: ignore[attr-defined]  # a memmap: _mapping said so
     lo = base + start * row_bytes
     hi = base + stop * row_bytes
     lo -= lo % mmap.PAGESIZE
     hi -= hi % mmap.PAGESIZE
     if hi > lo:
         with contextlib.suppress(OSError, ValueError):
-            mapping.madvise(advice, lo, hi - lo)
+            mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def _mapping(array: Any) -> mmap.mmap | None:
+    """The ``mmap`` behind an ``np.memmap``, when ``madvise`` can be asked of it."""
+    mapping = getattr(array, "_mmap", None)
+    if not isinstance(array, np.memmap) or mapping is None or not hasattr(mapping, "madvise"):
+        return None
+    return mapping
 
 
 def advise_random(array: np.ndarray) -> bool:
@@ -180,8 +183,8 @@ def scanning(matrix: SearchMatrix) -> Iterator[None]:
 
 def _advise(array: Any, advice: int) -> bool:
     """``madvise`` the whole mapping of an ``np.memmap``; whether it was given."""
-    mapping = getattr(array, "_mmap", None)
-    if not isinstance(array, np.memmap) or mapping is None or not hasattr(mapping, "madvise"):
+    mapping = _mapping(array)
+    if mapping is None:
         return False
     try:
         mapping.madvise(advice)
