@@ -30,6 +30,7 @@ freed memory back to the system after every track; queries leave it to an idle m
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -387,11 +388,10 @@ def run_model(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # batch's are also slower to allocate and touch: one at a time took 0.85x the time of a batch of
     # 3 and 0.63x that of a batch of 5 (fastest of 8, interleaved, one core, load average 7).
     model = session()
-    if _mode.get().keep_buffers:
-        with _idle_trim.running():
-            outputs = [model.run([_EMBEDDING, _TAGGRAM], {_INPUT: patches[i : i + 1]}) for i in range(len(patches))]
-    else:
+    keep = _mode.get().keep_buffers
+    with _idle_trim.running() if keep else contextlib.nullcontext():
         outputs = [model.run([_EMBEDDING, _TAGGRAM], {_INPUT: patches[i : i + 1]}) for i in range(len(patches))]
+    if not keep:
         _give_back_freed_memory()
     if not outputs:
         return np.zeros((0, EMBEDDING_DIM), np.float32), np.zeros((0, N_TAGS), np.float32)
