@@ -11,6 +11,7 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -210,16 +211,30 @@ SERVE = textwrap.dedent(
 )
 
 
+def _smaps(pid: int | str) -> Iterator[tuple[str, list[list[str]]]]:
+    """Each mapping in ``/proc/PID/smaps``: its file (``""`` for none) and its lines, split."""
+    path: str | None = None
+    lines: list[list[str]] = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):  # address range, perms, …
+            if path is not None:
+                yield path, lines
+            path, lines = (fields[-1] if len(fields) >= 6 else ""), []
+        else:
+            lines.append(fields)
+    if path is not None:
+        yield path, lines
+
+
 def _mapping(pid: int, name: str) -> dict[str, int]:
     """The smaps counters (kB) of the mapping of a file whose name ends with ``name``."""
     out: dict[str, int] = {}
-    inside = False
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        fields = line.split()
-        if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
-            inside = len(fields) >= 6 and fields[-1].endswith(name)
-        elif inside and fields[0].endswith(":") and len(fields) >= 2 and fields[1].isdigit():
-            out[fields[0][:-1]] = out.get(fields[0][:-1], 0) + int(fields[1])
+    for path, lines in _smaps(pid):
+        if path.endswith(name):
+            for fields in lines:
+                if fields[0].endswith(":") and len(fields) >= 2 and fields[1].isdigit():
+                    out[fields[0][:-1]] = out.get(fields[0][:-1], 0) + int(fields[1])
     return out
 
 
@@ -279,18 +294,16 @@ def test_shards_queried_on_a_dask_local_cluster_answer_like_one_index() -> None:
     np.testing.assert_array_equal(pos, build_index("exact", vectors).query(queries, 10)[0])
 
 
-
 def _vm_flags(path: Path) -> set[str]:
-    """The kernel's VmFlags of this process's mappings of ``path`` (``/proc/self/smaps``)."""
-    flags: set[str] = set()
-    current = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()
-        if head and "-" in head[0] and ":" in head[3 if len(head) > 3 else 0]:  # a mapping's header line
-            current = head[-1] == str(path)
-        elif current and line.startswith("VmFlags:"):
-            flags |= set(line.split()[1:])
-    return flags
+    """The kernel's VmFlags of this process's mappings of ``path``."""
+    return {
+        flag
+        for mapped, lines in _smaps("self")
+        if mapped == str(path)
+        for fields in lines
+        if fields[0] == "VmFlags:"
+        for flag in fields[1:]
+    }
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
