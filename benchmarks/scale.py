@@ -73,6 +73,9 @@ FILE_QUERIES = 15
 SEED = 15
 FULL = (10_000, 100_000, 1_000_000)
 QUICK = (10_000, 100_000)
+CROSSOVER = (300_000, 500_000, 750_000)
+"""Extra anchor sizes of the full run, ScaNN and faiss IVF-PQ only: where ``auto`` switches
+(``bundle.TRACK_FAISS_FROM``). HNSW runs at the curve's sizes only (29 min to build at 1M)."""
 MEMORY_BAR = 8 << 30
 
 
@@ -208,12 +211,12 @@ def build_job(job: dict[str, Any]) -> dict[str, Any]:
         print(f"[scale]   {job['n']}: {steps[-1][0]:.0f} s: {msg}", file=sys.stderr, flush=True)
 
     with tree_peak() as mem:
-        index = bundle.build(job["folder"], catalog, backend=job.get("backend", "scann"), progress=progress)
+        index = bundle.build(job["folder"], catalog, backend=job.get("backend", "auto"), progress=progress)
     seconds = time.perf_counter() - started
     m = index.manifest
     return {
         "seconds": seconds, "peak": mem["peak"], "disk": dir_size(index.directory), "steps": steps,
-        "segments": m.segment_count, "segment_backend": m.segment_backend, "storage": m.storage,
+        "segments": m.segment_count, "backend": m.backend, "segment_backend": m.segment_backend, "storage": m.storage,
         "stride": m.segment_stride, "params": m.params, "segment_params": m.segment_params,
         "build_seconds": m.build_seconds,
     }
@@ -436,7 +439,7 @@ def run(
         b = row["build"]
         chosen.add(
             fmt_n(row["n"]), f"tracks {b['storage']['tracks']}, segments {b['storage']['segments']}",
-            f"scann {b['params'].get('algorithm')}", f"{b['segment_backend']} {b['segment_params'].get('algorithm', '')}",
+            f"{b.get('backend', 'scann')} {b['params'].get('algorithm')}", f"{b['segment_backend']} {b['segment_params'].get('algorithm', '')}",
             " / ".join(f"{b['build_seconds'].get(x, 0):.0f}" for x in ("tracks", "segments", "total")),
         )
     section.raw["rows"] = rows
@@ -547,6 +550,12 @@ def run_anchors(
         "Anchors: the same normalised track vectors, each library's cheapest setting reaching recall@10 ≥ 0.95",
         ["tracks", "index", "setting", "recall@10", "queries/s (1 thread, one at a time)", "× ScaNN", "peak RSS (build + queries)", "build"],
     )
+    from soundalike.index import bundle
+
+    switch = section.table(
+        f"Where the default (`auto`) switches: faiss IVF-PQ against ScaNN at recall@10 ≥ 0.95; from {fmt_n(bundle.TRACK_FAISS_FROM)} tracks `auto` builds faiss",
+        ["tracks", "queries/s", "peak RSS", "build time", "`auto` builds"],
+    )
     for n in sizes:
         folder = work / f"anchors-{n}"
         print(f"[scale] anchors {n}: data", file=sys.stderr, flush=True)
@@ -558,6 +567,8 @@ def run_anchors(
             continue
         results = {}
         for i, name in enumerate(ANCHORS):
+            if n in CROSSOVER and "HNSW" in name:
+                continue
             print(f"[scale] anchors {n}: {name}", file=sys.stderr, flush=True)
             try:
                 results[name] = stage(f"anchors-{n}-{i}", anchor_job, {"name": name, "folder": str(folder)},
@@ -580,6 +591,12 @@ def run_anchors(
             ratio = f"{point['qps'] / scann['qps']:.2f}×" if scann else ""
             table.add(fmt_n(n), name, point["knob"], f"{point['recall']:.3f}", f"{point['qps']:.0f}", ratio,
                       fmt_bytes(r["peak"]), fmt_s(r["build"]))
+        ivf = results.get("faiss IVF-PQ (4-bit fast scan)", {})
+        if scann and best.get("faiss IVF-PQ (4-bit fast scan)") and "error" not in ivf:
+            sc = results["ScaNN tree + AH (default)"]
+            switch.add(fmt_n(n), f"{best['faiss IVF-PQ (4-bit fast scan)']['qps'] / scann['qps']:.2f}×",
+                       f"{ivf['peak'] / sc['peak']:.2f}×", f"{ivf['build'] / sc['build']:.2f}×",
+                       "faiss IVF-PQ" if n >= bundle.TRACK_FAISS_FROM else "ScaNN")
 
 
 def _cheapest(result: dict[str, Any]) -> dict[str, Any] | None:
@@ -731,7 +748,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-curve", action="store_true", help="skip the 10k/100k/1M library builds")
     parser.add_argument("--no-anchors", action="store_true", help="skip the ScaNN/faiss comparison")
     parser.add_argument("--no-density", action="store_true", help="skip the segment density measurement")
-    parser.add_argument("--anchor-sizes", default=None, help="sizes of the ScaNN/faiss comparison (default: the same)")
+    parser.add_argument("--anchor-sizes", default=None,
+                        help="sizes of the ScaNN/faiss comparison (default: the same, and 300k/500k/750k in the full run)")
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else (QUICK if args.quick else FULL)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -755,7 +773,9 @@ def main(argv: list[str] | None = None) -> int:
                 picture = plot(section.raw["rows"], out.with_suffix(".png"))
                 section.notes.append(f"![The curve: build time, peak memory, disk and clip query p50 against library size]({picture.name})")
         if not args.no_anchors:
-            anchor_sizes = tuple(int(x) for x in args.anchor_sizes.split(",")) if args.anchor_sizes else sizes
+            full = not (args.sizes or args.quick)
+            anchor_sizes = (tuple(int(x) for x in args.anchor_sizes.split(",")) if args.anchor_sizes
+                            else tuple(sorted({*sizes, *CROSSOVER})) if full else sizes)
             run_anchors(CACHE, anchor_sizes, work=work, section=section, keep=args.keep, reuse_only=args.reuse_only)
         if not args.no_density:
             run_density(section, work=work, keep=args.keep, reuse_only=args.reuse_only)

@@ -95,3 +95,18 @@ def test_stats_is_a_frozen_record_with_the_index_at_a_glance(lib: Path) -> None:
         s.tracks = 3  # type: ignore[misc]
     again = library.index()
     assert not again.rebuilt and again.index.directory == loaded.index.directory
+
+
+def test_auto_is_the_default_choice_decided_by_the_library_s_size_and_can_be_chosen_again(
+    lib: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = Library.open(load_settings({"library": lib}))
+    assert (library.backend, library.index_backend) == ("auto", "scann")
+    assert run("-L", str(lib), "index", "--backend", "annoy")[0] == 0
+    code, out = run("-L", str(lib), "index", "--backend", "auto")
+    assert code == 0 and "index: scann, 40 tracks" in out, out
+    again = Library.open(load_settings({"library": lib}))
+    assert again.backend == "auto" and again.stale_reason() is None
+    monkeypatch.setattr(bundle, "TRACK_FAISS_FROM", 40)  # this library is now "large": auto means faiss
+    assert again.index_backend == "faiss"
+    assert again.stale_reason() == "the backend changed (scann → faiss)"

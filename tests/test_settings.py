@@ -11,7 +11,7 @@ from soundalike.vocabulary import DEFAULT_WEIGHTS
 
 def test_defaults_apply_without_any_source(tmp_path):
     s = load_settings({"library": tmp_path}, environ={})
-    assert (s.index, s.k, s.max_duration) == ("scann", 10, 1800.0)
+    assert (s.index, s.k, s.max_duration) == ("auto", 10, 1800.0)
     assert s.family_weights == {
         "timbre": 1.0, "spectral": 1.0, "rhythm": 1.0, "harmony": 1.0, "loudness": 1.0, "style": DEFAULT_WEIGHTS["style"],
     }  # fmt: skip

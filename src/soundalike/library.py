@@ -19,9 +19,12 @@ Which backend and parameters an index is built with:
 1. a backend given on the command line (``ingest --index``, ``index --backend``) is used and
    remembered in ``choices.json``;
 2. otherwise ``index`` from the settings file or ``SOUNDALIKE_INDEX``;
-3. otherwise the remembered choice; otherwise ScaNN.
+3. otherwise the remembered choice; otherwise ``auto``.
 
-The parameters are those ``soundalike tune`` saved for that backend, else the backend's default rule.
+``auto`` (also a choice one can name) is ScaNN, or faiss IVF-PQ from
+:data:`~soundalike.index.bundle.TRACK_FAISS_FROM` analysed tracks, where faiss measured faster
+(:func:`~soundalike.index.bundle.resolve_backend`). The parameters are those ``soundalike tune``
+saved for the backend it comes to, else that backend's default rule.
 The index is rebuilt only when the published one does not match the catalog, the feature version,
 the backend, the weights or those parameters, and the caller is told why.
 """
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
     from soundalike.copies import Duplicates
     from soundalike.radio import Playlist, Spread
 from soundalike.settings import Settings
-from soundalike.vocabulary import INDEX_BACKENDS
+from soundalike.vocabulary import AUTO_INDEX, INDEX_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +192,8 @@ class Library:
 
     def choose_backend(self, backend: str) -> None:
         """Remember ``backend`` (given on the command line) for the commands that follow."""
-        if backend not in INDEX_BACKENDS:
-            raise ConfigError(f"index: unknown backend {backend!r}; expected one of {', '.join(INDEX_BACKENDS)}")
+        if backend not in INDEX_CHOICES:
+            raise ConfigError(f"index: unknown backend {backend!r}; expected one of {', '.join(INDEX_CHOICES)}")
         _write_json(self.folder / CHOICES_FILE, {**_read_json(self.folder / CHOICES_FILE), "backend": backend})
 
     def overridden_by_settings(self, backend: str) -> bool:
@@ -247,11 +250,16 @@ class Library:
 
     def _chosen_backend(self) -> str | None:
         chosen = _read_json(self.folder / CHOICES_FILE).get("backend")
-        return chosen if chosen in INDEX_BACKENDS else None
+        return chosen if chosen in INDEX_CHOICES else None
 
-    def tuned_params(self, backend: str | None = None) -> dict[str, Any] | None:
-        """Parameters ``soundalike tune`` saved for ``backend`` (default: :attr:`backend`), if any."""
-        params = _read_json(self.folder / TUNED_FILE).get(backend or self.backend)
+    @property
+    def index_backend(self) -> str:
+        """The backend the index is built with: :attr:`backend`, with ``auto`` decided."""
+        return str(self._build_options(None, remember=False)["backend"])
+
+    def tuned_params(self, backend: str) -> dict[str, Any] | None:
+        """Parameters ``soundalike tune`` saved for ``backend``, if any."""
+        params = _read_json(self.folder / TUNED_FILE).get(backend)
         return dict(params) if isinstance(params, dict) else None
 
     def save_tuned(self, backend: str, params: dict[str, Any]) -> Path:
@@ -298,8 +306,17 @@ class Library:
         """Backend, parameters and weights of this library's index (``backend``: chosen just now)."""
         if backend is not None and remember:
             self.choose_backend(backend)
-        backend = backend or self.backend
-        return {"backend": backend, "params": self.tuned_params(backend), "weights": self.weights}
+        choice = backend or self.backend
+        backend, chosen = bundle.resolve_backend(choice, self._track_count() if choice == AUTO_INDEX else 0)
+        return {"backend": backend, "params": self.tuned_params(backend) or chosen, "weights": self.weights}
+
+    def _track_count(self) -> int:
+        """Tracks the next index holds: the published index's count while it is current (no catalog
+        read), else the catalog's analysed tracks: what ``auto`` is decided on."""
+        manifest = bundle.read_manifest(self.folder)
+        if manifest is not None and manifest.catalog_revision == self.catalog.revision():
+            return manifest.count
+        return self.catalog.stats(FEATURE_VERSION).tracks
 
     def load_published(self) -> LibraryIndex:
         """The published index as it is (another process may have just published it)."""

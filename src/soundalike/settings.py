@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from soundalike.errors import ConfigError
-from soundalike.vocabulary import DEFAULT_WEIGHTS, FAMILIES, INDEX_BACKENDS, LEARNED_FAMILIES
+from soundalike.vocabulary import (
+    AUTO_INDEX,
+    DEFAULT_WEIGHTS,
+    FAMILIES,
+    INDEX_CHOICES,
+    LEARNED_FAMILIES,
+)
 
 
 def _default_workers() -> int:
@@ -35,8 +41,8 @@ class Settings:
     library: Path = Path("soundalike-library")
     catalog: str | None = None
     """Catalog URI: a SQLite file path, or ``mongodb://HOST/DB``; default ``LIBRARY/catalog.sqlite``."""
-    index: str = INDEX_BACKENDS[0]
-    """Index backend. Unless a settings file or the environment names one, the backend last chosen
+    index: str = AUTO_INDEX
+    """Index backend, or ``auto`` (ScaNN, or faiss IVF-PQ for the largest libraries). Unless a settings file or the environment names one, the backend last chosen
     on the command line is used instead (see :mod:`soundalike.library`)."""
     workers: int = field(default_factory=_default_workers)
     batch_size: int = 32
@@ -59,8 +65,8 @@ class Settings:
     """Names of the fields a settings file, the environment or the command line set (not defaults)."""
 
     def __post_init__(self) -> None:
-        if self.index not in INDEX_BACKENDS:
-            raise ConfigError(f"index: unknown backend {self.index!r}; expected one of {', '.join(INDEX_BACKENDS)}")
+        if self.index not in INDEX_CHOICES:
+            raise ConfigError(f"index: unknown backend {self.index!r}; expected one of {', '.join(INDEX_CHOICES)}")
         if self.workers < 1:
             raise ConfigError(f"workers: must be at least 1, got {self.workers}")
         if self.batch_size < 1:

@@ -36,7 +36,14 @@ the learned style embedding 40 % of the whole (10/3 against 5 × 1), chosen on t
 sets by leave-one-out P@10 and mAP over style shares 0.2-0.6 (see the README's quality section)."""
 
 INDEX_BACKENDS: tuple[str, ...] = ("scann", "annoy", "exact", "faiss")
-"""Index backends, the default first."""
+"""Index backends, the default's smaller-library choice first."""
+
+AUTO_INDEX = "auto"
+"""The default index choice: the backend that measured fastest for the library's size (ScaNN, or
+faiss IVF-PQ for the largest libraries; see :func:`soundalike.index.bundle.resolve_backend`)."""
+
+INDEX_CHOICES: tuple[str, ...] = (AUTO_INDEX, *INDEX_BACKENDS)
+"""What a user may name as the index (settings, ``--index``, ``--backend``): a backend, or ``auto``."""
 
 TUNABLE_BACKENDS: tuple[str, ...] = ("scann", "annoy")
 """Backends with parameters worth a grid search (exact search has none)."""

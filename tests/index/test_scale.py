@@ -19,6 +19,7 @@ import pytest
 
 from soundalike.catalog import OK, TrackRecord
 from soundalike.catalog.sqlite import SQLiteCatalog
+from soundalike.errors import IndexMismatchError
 from soundalike.features import FEATURE_VERSION, segment_layout, track_layout
 from soundalike.features.normalise import PRIOR_TRACKS, Normaliser, reference
 from soundalike.index import build_index, bundle
@@ -191,6 +192,40 @@ def test_a_faiss_track_index_saved_and_memory_mapped_answers_like_the_built_one(
     b, sb = loaded.query(vectors[:20], 10)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(sa, sb)
+
+
+def test_auto_is_scann_below_the_track_size_rule_and_faiss_ivf_pq_from_it() -> None:
+    at = bundle.TRACK_FAISS_FROM
+    assert bundle.resolve_backend("auto", at - 1) == ("scann", None)
+    assert bundle.resolve_backend("auto", at) == ("faiss", {"algorithm": "ivf_pq4", "nprobe": 32})
+    assert bundle.resolve_backend("auto", 1_000_000) == ("faiss", {"algorithm": "ivf_pq4", "nprobe": 34})  # of 1,000 lists
+    assert bundle.resolve_backend("annoy", 10 * at) == ("annoy", None)  # a named backend is kept at any size
+    with pytest.raises(ValueError, match="expected one of auto, scann, annoy, exact, faiss"):
+        bundle.resolve_backend("hnsw", 10)
+
+
+def test_auto_builds_a_large_library_s_track_index_with_faiss_and_keeps_it_until_the_rule_says_otherwise(
+    large_catalog: SQLiteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bundle, "TRACK_FAISS_FROM", 2_000)  # the rule's size, scaled to this catalog's 2,500 tracks
+    index = bundle.build(tmp_path, large_catalog)
+    assert index.manifest.backend == "faiss" and index.backend == "faiss"
+    assert (index.manifest.params["algorithm"], index.manifest.params["nprobe"]) == ("ivf_pq4", 25)  # every list of 25
+    rng = np.random.default_rng(SEED)
+    rows = np.asarray(index.vectors, dtype=np.float32)
+    queries = rows[np.sort(rng.choice(len(rows), 200, replace=False))]
+    queries = queries + 0.1 * rng.normal(size=queries.shape).astype(np.float32)
+    for q in (queries, -queries):  # most and least similar
+        truth, _ = exact_search(rows, q, 10)
+        assert _recall(bundle.load(tmp_path, backend="auto").tracks.query(q, 10)[0], truth) >= 0.95
+    assert bundle.stale_reason(tmp_path, large_catalog, backend="auto") is None
+    assert bundle.ensure(tmp_path, large_catalog)[1] is None  # the default choice: loaded, not rebuilt
+    assert bundle.stale_reason(tmp_path, large_catalog, backend="scann") == "the backend changed (faiss → scann)"
+    monkeypatch.setattr(bundle, "TRACK_FAISS_FROM", 2_501)
+    assert bundle.stale_reason(tmp_path, large_catalog, backend="auto") == "the backend changed (faiss → scann)"
+    with pytest.raises(IndexMismatchError, match="backend mismatch: expected scann, found faiss"):
+        bundle.load(tmp_path, backend="auto")
+    assert bundle.ensure(tmp_path, large_catalog)[0].backend == "scann"
 
 
 SERVE = textwrap.dedent(

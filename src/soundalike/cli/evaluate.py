@@ -37,7 +37,7 @@ def tune(
     from soundalike import evaluate as ev
 
     library = open_library(ctx)
-    backend = backend or library.backend
+    backend = backend or library.index_backend
     if backend not in TUNABLE_BACKENDS:
         raise click.UsageError(f"the {backend} index has nothing to tune; give --backend " + " or --backend ".join(TUNABLE_BACKENDS))
     index = loaded_index(library, quiet=quiet)
@@ -53,7 +53,7 @@ def tune(
         raise ev.TuneError(f"no configuration reached recall@{result.k} {target_recall:g}; nothing saved")
     saved = library.save_tuned(backend, result.chosen.params)
     click.echo(f"saved {backend} parameters {json.dumps(result.chosen.params, sort_keys=True)} to {saved}")
-    if backend == library.backend:
+    if backend == library.index_backend:
         current = index.manifest.params
         if index.backend == backend and all(current.get(key) == value for key, value in result.chosen.params.items()):
             click.echo("the current index already uses them")

@@ -24,7 +24,7 @@ from soundalike.cli._common import (
     say_index,
 )
 from soundalike.settings import Settings
-from soundalike.vocabulary import INDEX_BACKENDS
+from soundalike.vocabulary import INDEX_CHOICES
 
 
 @main.command()
@@ -34,7 +34,7 @@ from soundalike.vocabulary import INDEX_BACKENDS
 @click.option("--from-list", "from_list", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Also ingest the paths listed in this file.")
 @click.option("--prune", is_flag=True, help="Drop catalog entries under PATHS whose files are gone.")
 @click.option("--retry-failed", is_flag=True, help="Analyse again files that failed before.")
-@click.option("--index", "index_backend", type=click.Choice(INDEX_BACKENDS), default=None, help="Index backend, remembered for later commands (default: the last chosen, else scann).")
+@click.option("--index", "index_backend", type=click.Choice(INDEX_CHOICES), default=None, help="Index backend, remembered for later commands (default: the last chosen, else auto: ScaNN, or faiss for the largest libraries).")
 @click.option("--no-index", is_flag=True, help="Do not build the index afterwards.")
 @click.option("--style/--no-style", "style", default=None, help="With or without the learned style aspect (without: the fastest analysis); remembered for this library. --style also analyses again the tracks analysed without it (no PATHS needed).")
 @quiet_option
@@ -166,7 +166,7 @@ def _dask_runner(ctx: click.Context, settings: Settings, address: str | None, sh
 
 @main.command("index")
 @library_option
-@click.option("--backend", type=click.Choice(INDEX_BACKENDS), default=None, help="Index backend, remembered for later commands (default: the last chosen, else scann).")
+@click.option("--backend", type=click.Choice(INDEX_CHOICES), default=None, help="Index backend, remembered for later commands (default: the last chosen, else auto: ScaNN, or faiss for the largest libraries).")
 @click.pass_context
 def index_cmd(ctx: click.Context, backend: str | None) -> None:
     """Rebuild the library's index now."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -48,10 +49,10 @@ from soundalike.catalog import Catalog
 from soundalike.errors import EmptyLibraryError, IndexMismatchError
 from soundalike.features import FEATURE_VERSION, segment_layout, track_layout
 from soundalike.features.normalise import PRIOR_TRACKS, Normaliser, Reference, reference
-from soundalike.index import VectorIndex, build_index, load_index
+from soundalike.index import VectorIndex, build_index, default_params, load_index
 from soundalike.index.manifest import MANIFEST_FORMAT, Manifest
 from soundalike.index.storage import MatrixWriter, SearchMatrix, open_matrix, storage_for
-from soundalike.vocabulary import INDEX_BACKENDS
+from soundalike.vocabulary import AUTO_INDEX, INDEX_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,27 @@ def _read_manifest(directory: Path) -> Manifest:
     return Manifest.from_dict(data, where=directory)
 
 
+TRACK_FAISS_FROM = 750_000
+"""From this many tracks, the default index choice (``auto``) builds the track index with faiss
+IVF-PQ (:func:`track_faiss_params`) instead of ScaNN. Measured on the benchmarks' synthetic track
+vectors at equal recall@10 (``benchmarks/results/scale.md``, anchors, 2026-12-02): ScaNN answers
+more queries a second up to 500,000 tracks (1.1x faiss there), faiss from 750,000 (1.2x) and at
+1,000,000 (1.3-1.6x); faiss builds in half the time with 40-50 % of ScaNN's peak memory from
+300,000 tracks (2.9 against 7.7 GB at 1,000,000, against an 8 GB bar)."""
+TRACK_FAISS_PROBED = 30
+"""The track index scans one list in this many (at least 32): at 1,000,000 tracks, 34 of 1,000."""
+
+
+def track_faiss_params(n: int) -> dict[str, Any]:
+    """The faiss parameters of ``auto``'s track index for ``n`` tracks: 4-bit fast-scan IVF-PQ
+    scanning about 3 % of its lists. The faiss rule's 2 % (20 of 1,000 lists at 1,000,000 tracks)
+    reaches recall@10 0.99 for a track's neighbours but 0.82 for its least similar tracks; 34 lists
+    give 0.995 and 0.90 (ScaNN's rule 0.996 and 0.93) at 1.2x ScaNN's speed, 48 lists 0.997 and 0.94
+    at ScaNN's speed."""
+    nlist = int(default_params("faiss", n, track_layout().dim)["nlist"])
+    return {"algorithm": "ivf_pq4", "nprobe": min(nlist, max(32, math.ceil(nlist / TRACK_FAISS_PROBED)))}
+
+
 SEGMENT_FAISS_FROM = 2_000_000
 """Segment sets this large are indexed with faiss whatever the track backend (ScaNN and Annoy build
 from an in-memory float32 copy of every vector: 700 MB at 2 million 88-d segments)."""
@@ -152,6 +174,31 @@ SEGMENT_FAST_SCAN_FROM = 10_000_000
 (:data:`SEGMENT_FAST_SCAN_PARAMS`) instead of 8-bit ones: a 10-s clip query at a million tracks
 spent most of its time scanning 8-bit lists (401 ms p50 against a 100 ms bar)."""
 SEGMENT_FAST_SCAN_PARAMS: dict[str, Any] = {"algorithm": "ivf_pq4", "pq_dims": 1}
+
+
+def resolve_backend(choice: str, n: int) -> tuple[str, dict[str, Any] | None]:
+    """The track backend, and its parameter overrides, that ``choice`` means for ``n`` tracks.
+
+    Parameters
+    ----------
+    choice : str
+        A backend, or ``"auto"``: ScaNN below :data:`TRACK_FAISS_FROM` tracks, faiss IVF-PQ from it.
+    n : int
+        Tracks in the index.
+
+    Returns
+    -------
+    backend : str
+    params : dict or None
+        Overrides of the backend's rule (None: its rule as it is).
+    """
+    if choice not in INDEX_CHOICES:
+        raise ValueError(f"unknown index backend {choice!r}; expected one of {', '.join(INDEX_CHOICES)}")
+    if choice != AUTO_INDEX:
+        return choice, None
+    return ("faiss", track_faiss_params(n)) if n >= TRACK_FAISS_FROM else ("scann", None)
+
+
 READ_CHUNK = 4096
 """Tracks read from the catalog at a time (vectors; segments are read 1,024 tracks at a time)."""
 
@@ -164,7 +211,7 @@ def build(
     library: str | os.PathLike[str],
     catalog: Catalog,
     *,
-    backend: str = "scann",
+    backend: str = AUTO_INDEX,
     params: Mapping[str, Any] | None = None,
     weights: Mapping[str, float] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -184,9 +231,11 @@ def build(
     library : path-like
         The library folder.
     catalog : Catalog
-    backend : {"scann", "annoy", "exact", "faiss"}
+    backend : {"auto", "scann", "annoy", "exact", "faiss"}
+        ``auto``: see :func:`resolve_backend` (decided on the analysed tracks counted by the build).
     params : dict, optional
-        Overrides of the backend's default parameters (for the track index).
+        Overrides of the backend's default parameters (for the track index); with ``auto``, of
+        those it chose.
     weights : dict, optional
         Family weights (default: all equal).
     progress : callable, optional
@@ -207,8 +256,7 @@ def build(
     EmptyLibraryError
         When the catalog has no analysed track.
     """
-    if backend not in INDEX_BACKENDS:
-        raise ValueError(f"unknown index backend {backend!r}; expected one of {', '.join(INDEX_BACKENDS)}")
+    resolve_backend(backend, 0)  # refuses an unknown name before any work
     for attempt in range(3):
         try:
             return _build_once(
@@ -292,6 +340,8 @@ def _build_once(
     ids = np.concatenate(id_chunks)
     id_chunks.clear()
     n = len(ids)
+    backend, chosen = resolve_backend(backend, n)
+    params = {**(chosen or {}), **(params or {})} or None
 
     say("reading segments (statistics)")
     catalog_segments = 0
@@ -438,7 +488,8 @@ def load(
     catalog : Catalog, optional
         When given, the index must have been built from this catalog's current revision.
     backend : str, optional
-        When given, the index must use this backend.
+        When given, the index must use this backend (``auto``: the one it means for the index's
+        track count).
 
     Raises
     ------
@@ -495,7 +546,7 @@ def _mismatch(
     if catalog is not None:
         checks.append(("catalog revision", catalog.revision(), manifest.catalog_revision))
     if backend is not None:
-        checks.append(("backend", backend, manifest.backend))
+        checks.append(("backend", resolve_backend(backend, manifest.count)[0], manifest.backend))
     for what, expected, found in checks:
         if expected != found:
             return what, expected, found
@@ -537,6 +588,8 @@ def stale_reason(
     mismatch = _mismatch(manifest, catalog=catalog, backend=None)
     if mismatch is not None:
         return _REASONS[mismatch[0]]
+    backend, chosen = resolve_backend(backend, manifest.count)
+    params = {**(chosen or {}), **(params or {})} or None
     if manifest.backend != backend:
         return f"the backend changed ({manifest.backend} → {backend})"
     wanted = _weights_key({f: (weights or {}).get(f, 1.0) for f in track_layout().families})
@@ -551,7 +604,7 @@ def ensure(
     library: str | os.PathLike[str],
     catalog: Catalog,
     *,
-    backend: str = "scann",
+    backend: str = AUTO_INDEX,
     params: Mapping[str, Any] | None = None,
     weights: Mapping[str, float] | None = None,
     progress: Callable[[str], None] | None = None,

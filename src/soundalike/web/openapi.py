@@ -218,7 +218,7 @@ _SCHEMAS: dict[str, Any] = {
             "tracks": {"type": "integer", "description": "Analysed tracks in the library."},
             "failures": {"type": "integer"},
             "hours": {"type": "number"},
-            "index_backend": {"type": ["string", "null"], "enum": ["scann", "annoy", "exact", None]},
+            "index_backend": {"type": ["string", "null"], "enum": ["scann", "annoy", "exact", "faiss", None]},
             "index": {
                 "oneOf": [
                     {"type": "null"},
