@@ -197,8 +197,9 @@ def test_a_faiss_track_index_saved_and_memory_mapped_answers_like_the_built_one(
 def test_auto_is_scann_below_the_track_size_rule_and_faiss_ivf_pq_from_it() -> None:
     at = bundle.TRACK_FAISS_FROM
     assert bundle.resolve_backend("auto", at - 1) == ("scann", None)
-    assert bundle.resolve_backend("auto", at) == ("faiss", {"algorithm": "ivf_pq4", "nprobe": 32})
-    assert bundle.resolve_backend("auto", 1_000_000) == ("faiss", {"algorithm": "ivf_pq4", "nprobe": 34})  # of 1,000 lists
+    rerank = {"pre_reorder_factor": 10}  # max(400, 10 k) candidates re-scored, not ivf_pq4's max(400, 40 k)
+    assert bundle.resolve_backend("auto", at) == ("faiss", {"algorithm": "ivf_pq4", "nprobe": 32, **rerank})
+    assert bundle.resolve_backend("auto", 1_000_000) == ("faiss", {"algorithm": "ivf_pq4", "nprobe": 34, **rerank})  # of 1,000 lists
     assert bundle.resolve_backend("annoy", 10 * at) == ("annoy", None)  # a named backend is kept at any size
     with pytest.raises(ValueError, match="expected one of auto, scann, annoy, exact, faiss"):
         bundle.resolve_backend("hnsw", 10)
@@ -215,9 +216,13 @@ def test_auto_builds_a_large_library_s_track_index_with_faiss_and_keeps_it_until
     rows = np.asarray(index.vectors, dtype=np.float32)
     queries = rows[np.sort(rng.choice(len(rows), 200, replace=False))]
     queries = queries + 0.1 * rng.normal(size=queries.shape).astype(np.float32)
+    loaded = bundle.load(tmp_path, backend="auto")
+    assert loaded.tracks.params["pre_reorder_factor"] == 10
     for q in (queries, -queries):  # most and least similar
         truth, _ = exact_search(rows, q, 10)
-        assert _recall(bundle.load(tmp_path, backend="auto").tracks.query(q, 10)[0], truth) >= 0.95
+        assert _recall(loaded.tracks.query(q, 10)[0], truth) >= 0.95
+    truth, _ = exact_search(rows, queries, 160)  # the pool a clip query asks for: 1,600 candidates re-scored
+    assert _recall(loaded.tracks.query(queries, 160)[0], truth) >= 0.95
     assert bundle.stale_reason(tmp_path, large_catalog, backend="auto") is None
     assert bundle.ensure(tmp_path, large_catalog)[1] is None  # the default choice: loaded, not rebuilt
     assert bundle.stale_reason(tmp_path, large_catalog, backend="scann") == "the backend changed (faiss → scann)"
