@@ -13,12 +13,14 @@ Backends
     Brute force in blocked numpy matrix products (:mod:`soundalike.index.exact`); recall 1.
 ``scann``
     ScaNN tree + asymmetric hashing, brute force for small libraries
-    (:mod:`soundalike.index.scann`); the default.
+    (:mod:`soundalike.index.scann`); what the default, ``auto``, builds below 750,000 tracks.
 ``annoy``
     Annoy random-projection forest (:mod:`soundalike.index.annoy`).
 ``faiss``
     faiss inverted lists with 8-bit codes, built in chunks and memory-mapped on load
-    (:mod:`soundalike.index.faiss`); the segment index of large libraries.
+    (:mod:`soundalike.index.faiss`); the segment index of large libraries, and what ``auto``
+    builds for the tracks from 750,000 of them (IVF-PQ with 4-bit fast-scan codes,
+    :func:`soundalike.index.bundle.resolve_backend`).
 
 Each backend module documents its build-time and query-time parameters, the rule
 :func:`default_params` uses to derive them from the library size, and the recall/latency trade-off.
