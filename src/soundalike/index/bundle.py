@@ -164,8 +164,8 @@ def track_faiss_params(n: int) -> dict[str, Any]:
     """The faiss parameters of ``auto``'s track index for ``n`` tracks: 4-bit fast-scan IVF-PQ
     scanning about 3 % of its lists. The faiss rule's 2 % (20 of 1,000 lists at 1,000,000 tracks)
     reaches recall@10 0.99 for a track's neighbours but 0.82 for its least similar tracks; 34 lists
-    give 0.995 and 0.90 (ScaNN's rule 0.996 and 0.93) at 1.2x ScaNN's speed, 48 lists 0.997 and 0.94
-    at ScaNN's speed. Candidates re-scored: :data:`TRACK_FAISS_RERANK_FACTOR`."""
+    give 0.995 and 0.90 (ScaNN's rule 0.996 and 0.93) at 0.8-1.2x ScaNN's speed in two runs, 48 lists
+    0.997 and 0.94. Candidates re-scored: :data:`TRACK_FAISS_RERANK_FACTOR`."""
     nlist = int(default_params("faiss", n, track_layout().dim)["nlist"])
     return {
         "algorithm": "ivf_pq4",
