@@ -159,11 +159,14 @@ development sets (P@10 0.567 and 0.443 against 0.569 and 0.433) at half the cost
 real time for the whole analysis of a 3-minute track on one core)."""
 
 
-QUERY_SECONDS_PER_PATCH = 5.0
+QUERY_SECONDS_PER_PATCH = 10.0
 """A query's style averages one 3-s patch per this many seconds of its audio (1 to
-``STYLE_PATCHES``): on the noisy 10-s excerpts of both development sets, 1, 2 and 3 patches gave
-the same recommendations (P@10 of the results other than the source: dev-music 0.543, 0.542,
-0.540; dev-corpus 0.302, 0.298, 0.297), and each patch costs a query about 27 ms of two cores."""
+``STYLE_PATCHES``; a 10-s clip takes its first 3 s). Each patch costs a query 20-30 ms of two cores,
+most of a 10-s clip's analysis. On the noisy 10-s excerpts of both development sets (``evaluate``,
+2026-12-03), one patch and two (one per 5 s, the rule before) gave the same answers within noise:
+excerpt top-1 1.000 and 0.990 either way; P@10 of the recommendations other than the source
+dev-music 0.545 against 0.541, dev-corpus 0.311 against 0.320 (a patch from the clip's middle: 0.543,
+0.304). Earlier, 1, 2 and 3 patches gave dev-music 0.543, 0.542, 0.540 and dev-corpus 0.302, 0.298, 0.297."""
 
 
 def query_style_patches(duration_s: float) -> int:
