@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("storage", ("catalog", "labels")),
     ("signal", ("features", "synth")),
     ("codecs", ("audio",)),
-    ("shared names", ("settings", "errors", "vocabulary", "__init__")),
+    ("shared names", ("settings", "errors", "threads", "vocabulary", "__init__")),
 ]
 """Top to bottom: a module may import its own layer's modules and those of the layers below it."""
 

@@ -41,6 +41,7 @@ from soundalike.catalog import (
     display_path,
 )
 from soundalike.errors import AudioError, IngestPathError
+from soundalike.threads import one_math_thread
 from soundalike.vocabulary import Progress
 
 log = logging.getLogger(__name__)
@@ -251,20 +252,6 @@ class SerialRunner:
             yield analyse_file(c, options)
 
 
-def one_thread_per_worker() -> None:
-    """Limit BLAS and OpenMP in this process to one thread (a worker process's initializer).
-
-    Each worker is already one of ``workers`` processes on the machine's cores; letting its BLAS
-    start a thread per core as well only makes the threads of all workers contend for those cores
-    (measured: 2 workers on 2 cores analyse 8.8 files/s with the default pools, 14.2 with this).
-    """
-    from threadpoolctl import threadpool_limits
-
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = "1"  # for libraries loaded later (they read it when they load)
-    threadpool_limits(1)  # for those already loaded
-
-
 def exit_with_parent(*, every_s: float = 0.25) -> None:
     """Make this worker process exit (within ``every_s``) once the process that started it is gone.
 
@@ -309,7 +296,7 @@ def die_with_parent() -> None:
 
 def worker_initializer() -> None:
     """Initializer of a local worker process: one BLAS thread, and exit when the driver dies."""
-    one_thread_per_worker()
+    one_math_thread()
     die_with_parent()
 
 

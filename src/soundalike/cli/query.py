@@ -29,8 +29,12 @@ def _query_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _recommender(ctx: click.Context) -> Any:
+    from soundalike.threads import one_math_thread
+
     library = open_library(ctx)
-    return library.recommender(loaded_index(library))
+    index = loaded_index(library)
+    one_math_thread()  # after a rebuild the index may need: answering wants one BLAS thread
+    return library.recommender(index)
 
 
 def _output(result: Any, as_json: bool, segments_csv: Path | None) -> None:

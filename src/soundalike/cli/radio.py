@@ -16,6 +16,7 @@ from soundalike.cli._common import (
     printable,
     track_names,
 )
+from soundalike.threads import one_math_thread
 from soundalike.vocabulary import ASPECTS, FAMILIES
 
 
@@ -78,6 +79,7 @@ def radio(
     rule = Spread(spread[0], spread[1]) if spread else None
     library = open_library(ctx)
     index = loaded_index(library)
+    one_math_thread()  # after a rebuild the index may need: answering wants one BLAS thread
     if ends is not None:
         if seeds or clip is not None:
             raise click.UsageError("--path takes its two tracks only: give no SEEDS or --from-file with it")

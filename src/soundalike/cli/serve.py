@@ -35,6 +35,7 @@ def serve(
     """Serve the web app and JSON API with waitress (a production WSGI server)."""
     from soundalike.errors import EmptyLibraryError
     from soundalike.library import Library
+    from soundalike.threads import one_math_thread
     from soundalike.web import auth, create_app
     from soundalike.web.server import ServerLimits, create_server
 
@@ -50,6 +51,7 @@ def serve(
             click.echo(f"index: rebuilt ({index.backend}, {index.count} tracks) because {loaded.rebuilt_because}", err=True)
     except EmptyLibraryError:
         click.echo("no tracks yet: run `soundalike ingest PATH`; the app picks up the index once it is built", err=True)
+    one_math_thread()  # after the index is ready: each request is one thread, each on one BLAS thread
     app = create_app({"SOUNDALIKE_PASSWORD_HASH": password}, library=library, index=index)
     upload_limit = int(app.config["MAX_CONTENT_LENGTH"])
     limits = ServerLimits(idle_timeout=idle_timeout, request_timeout=request_timeout)
