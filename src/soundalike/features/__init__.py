@@ -17,7 +17,8 @@ the library and weights the families so that none dominates by its number of dim
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -177,18 +178,29 @@ def query_style_patches(duration_s: float) -> int:
 def extract_query(y: np.ndarray, *, sample_rate: int, style: bool = True) -> Analysis:
     """Analyse a query someone is waiting for: as :func:`extract`, with segment windows every
     ``QUERY_HOP_S``, the style from :func:`query_style_patches` patches, and the model run as a
-    query (:func:`soundalike.features.style.query`: more threads, freed memory kept between queries).
+    query (:func:`soundalike.features.style.query`: more threads, freed memory kept between queries)
+    on a thread of its own while this one computes the hand-made families and the windows.
+
+    Running the two side by side took a 10-s clip's analysis from 52 to 43 ms p50 (20 interleaved
+    rounds, 2 cores, otherwise idle, 2026-12-03); the vector is the same (to 1e-5: onnxruntime's
+    threads may add in another order).
     """
+    if not style:
+        return extract(y, sample_rate=sample_rate, segment_hop_s=QUERY_HOP_S, style=False)
+    patches = query_style_patches(len(y) / sample_rate)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soundalike-query-style") as pool:
+        learned = pool.submit(_query_style, y, sample_rate, patches)
+        hand = extract(y, sample_rate=sample_rate, segment_hop_s=QUERY_HOP_S, style=False)
+        vector = hand.vector.copy()
+        vector[track_layout().slices["style"]] = np.nan_to_num(learned.result())
+    return replace(hand, vector=vector)
+
+
+def _query_style(y: np.ndarray, sample_rate: int, n_patches: int) -> np.ndarray:
     from soundalike.features import style as style_model
 
     with style_model.query():
-        return extract(
-            y,
-            sample_rate=sample_rate,
-            segment_hop_s=QUERY_HOP_S,
-            style=style,
-            style_patches=query_style_patches(len(y) / sample_rate),
-        )
+        return _style(y, sample_rate, n_patches)
 
 
 def _style(y: np.ndarray, sample_rate: int, n_patches: int) -> np.ndarray:
