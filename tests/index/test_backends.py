@@ -284,6 +284,23 @@ def test_annoy_fixed_search_k_is_used(small: np.ndarray) -> None:
     assert recall_at(index.query(-small[:20], 10)[0], truth) == 1.0
 
 
+def test_faiss_searches_a_batch_on_two_threads_and_answers_as_row_by_row(rng: np.random.Generator) -> None:
+    import os
+
+    from soundalike.index import faiss as faiss_backend
+
+    data = clustered(rng, 6000, dim=88)
+    index = build_index("faiss", data, params={"algorithm": "ivf_pq4", "pq_dims": 1})
+    queries = data[:24] + 0.05 * rng.normal(size=(24, 88)).astype(np.float32)
+    openmp = faiss_backend._faiss()
+    batch = index.query(queries, 20)
+    assert openmp.omp_get_max_threads() == min(faiss_backend.BATCH_THREADS, os.cpu_count() or 1)
+    rows = [index.query(q, 20) for q in queries]
+    assert openmp.omp_get_max_threads() == index.params["threads"] == 1
+    np.testing.assert_array_equal(batch[0], np.stack([r[0] for r in rows]))
+    np.testing.assert_allclose(batch[1], np.stack([r[1] for r in rows]), atol=1e-6)
+
+
 def test_exact_search_in_small_blocks_matches_one_block(small: np.ndarray) -> None:
     queries = np.concatenate([small[:37], -small[:37]])
     one = exact_search(small, queries, 12, query_chunk=1000, block_rows=1000)
