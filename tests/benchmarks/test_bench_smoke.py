@@ -127,3 +127,25 @@ def test_clips_times_clip_queries_and_every_track_as_a_candidate_gives_the_exact
         "recall@10 of the window-set path ≥ 0.95 against exact scoring (600 tracks)",
         "recall@10 of the window-set path ≥ 0.95 against exact scoring (100k tracks)",
     ]
+
+
+def test_tree_peak_counts_a_child_started_inside_the_block():
+    import subprocess
+    import sys
+    import time
+
+    from benchmarks.scale import tree_peak
+
+    size = 300 * 2**20
+    hold = f"import sys; b = b'x' * {size}; print('ready', flush=True); sys.stdin.read()"
+    with tree_peak(rescan=0.2) as mem:
+        before = mem["peak"]
+        child = subprocess.Popen([sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+            deadline = time.monotonic() + 30
+            while mem["peak"] < before + size and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            child.communicate("")
+    assert mem["peak"] >= before + size
