@@ -723,6 +723,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(1, 4, figsize=(11, 2.8), dpi=80)
     for ax, (label, values, bar) in zip(axes, panels, strict=True):
         ax.loglog(n, values, "o-", color="#1f5f99")
+        for x, v in zip(n, values, strict=True):  # a log axis has few labelled ticks: say each value
+            if np.isfinite(v):
+                ax.annotate(f"{v:.3g}", (x, v), textcoords="offset points", xytext=(3, -9), fontsize=7, color="#1f5f99")
         if label.startswith("10-s"):
             cpu = [r["serve"]["cpu_p50"] * 1e3 if r["serve"] and "cpu_p50" in r["serve"] else np.nan for r in rows]
             ax.loglog(n, cpu, "s--", color="#b35900", label="CPU time")
