@@ -94,8 +94,8 @@ def test_a_query_is_analysed_like_a_track_with_its_own_windows_and_style_patches
     hand = slice(0, track_layout().slices["style"].start)
     np.testing.assert_array_equal(query.vector[hand], track.vector[hand])
     np.testing.assert_array_equal(query.segments, track.segments)
-    # Its style is its first patch (the first 3 s), not the mean of the track's three.
-    one = style.style_patches(y, sample_rate=SAMPLE_RATE, n_patches=1).mean(axis=0)
+    # Its style is its loudest patch, not the mean of the track's three.
+    one = style.style_patches(y, sample_rate=SAMPLE_RATE, n_patches=1, loudest=True).mean(axis=0)
     three = style.style_patches(y, sample_rate=SAMPLE_RATE, n_patches=3).mean(axis=0)
     got = query.vector[track_layout().slices["style"]]
     np.testing.assert_allclose(got, one, rtol=0, atol=1e-4)

@@ -123,6 +123,27 @@ def test_a_track_with_room_for_fewer_patches_gets_fewer():
     assert style.patch_starts(4 * style.PATCH_FRAMES + 10, 10).tolist() == [0, 190, 381, 571]
 
 
+def test_a_short_query_takes_its_loudest_whole_patches_in_time_order():
+    y = synth.render(synth.TrackSpec("pluck", "backbeat", "C", duration=10.0, seed=4))
+    y[: 4 * SAMPLE_RATE] = 0.0  # the clip starts with 4 s of silence
+    y[-3 * SAMPLE_RATE :] *= 0.05  # and ends fading
+    frames = style.n_frames(len(style.resample(y, sample_rate=SAMPLE_RATE)))
+    candidates = style.patch_starts(frames, frames // style.PATCH_FRAMES)
+    assert len(candidates) == 3
+    (one,) = style.loudest_patch_starts(y, sample_rate=SAMPLE_RATE, n_patches=1)
+    assert one == candidates[1]  # the middle 3 s: neither the silent start nor the faded end
+    assert style.loudest_patch_starts(y, sample_rate=SAMPLE_RATE, n_patches=2).tolist() == [candidates[1], candidates[2]]
+    assert style.loudest_patch_starts(y, sample_rate=SAMPLE_RATE, n_patches=5).tolist() == candidates.tolist()
+    # and the query's style is that patch's embedding, not the first 3 s
+    from soundalike.features import extract_query, track_layout
+
+    got = extract_query(y, sample_rate=SAMPLE_RATE).vector[track_layout().slices["style"]]
+    loud = style.style_patches(y, sample_rate=SAMPLE_RATE, n_patches=1, loudest=True)[0]
+    first = style.style_patches(y, sample_rate=SAMPLE_RATE, n_patches=1)[0]
+    np.testing.assert_allclose(got, loud, rtol=0, atol=1e-4)
+    assert np.abs(got - first).max() > 1e-2
+
+
 def test_a_track_shorter_than_a_patch_is_repeated_to_fill_it():
     y = synth.render(synth.TrackSpec("organ", "backbeat", "C", duration=1.5, seed=1))
     total = style.n_frames(len(style.resample(y, sample_rate=SAMPLE_RATE)))

@@ -162,12 +162,14 @@ real time for the whole analysis of a 3-minute track on one core)."""
 
 QUERY_SECONDS_PER_PATCH = 10.0
 """A query's style averages one 3-s patch per this many seconds of its audio (1 to
-``STYLE_PATCHES``; a 10-s clip takes its first 3 s). Each patch costs a query 20-30 ms of two cores,
-most of a 10-s clip's analysis. On the noisy 10-s excerpts of both development sets (``evaluate``,
-2026-12-03), one patch and two (one per 5 s, the rule before) gave the same answers within noise:
-excerpt top-1 1.000 and 0.990 either way; P@10 of the recommendations other than the source
-dev-music 0.545 against 0.541, dev-corpus 0.311 against 0.320 (a patch from the clip's middle: 0.543,
-0.304). Earlier, 1, 2 and 3 patches gave dev-music 0.543, 0.542, 0.540 and dev-corpus 0.302, 0.298, 0.297."""
+``STYLE_PATCHES``); with fewer than ``STYLE_PATCHES`` it takes its loudest whole patches
+(:func:`~soundalike.features.style.loudest_patch_starts`), so a 10-s clip is described by its loudest
+3 s, not by a silent start. Each patch costs a query 20-30 ms of two cores, most of a 10-s clip's
+analysis. On the noisy 10-s excerpts of both development sets (``evaluate``, 2026-12-03; excerpt
+top-1 1.000 on dev-music and 0.990 on dev-corpus in every arrangement), the P@10 of the
+recommendations other than the source, dev-music / dev-corpus: the loudest patch 0.549 / 0.319; two
+patches, the first and last 3 s (one per 5 s, the rule before) 0.541 / 0.320; the first patch
+0.545 / 0.311; the middle one 0.543 / 0.304."""
 
 
 def query_style_patches(duration_s: float) -> int:
@@ -182,8 +184,10 @@ def extract_query(y: np.ndarray, *, sample_rate: int, style: bool = True) -> Ana
     on a thread of its own while this one computes the hand-made families and the windows.
 
     Running the two side by side took a 10-s clip's analysis from 52 to 43 ms p50 (20 interleaved
-    rounds, 2 cores, otherwise idle, 2026-12-03); the vector is the same (to 1e-5: onnxruntime's
-    threads may add in another order).
+    rounds, 2 cores, otherwise idle, 2026-12-03), and the whole clip query at a million tracks 4-12
+    ms less in two A/B runs; the vector is the same (to 1e-5: onnxruntime's threads may add in
+    another order). On 2 December, with 3 patches and BLAS on its default pool of a thread per core,
+    parallel arrangements had been slower (``benchmarks/results/style.md``).
     """
     if not style:
         return extract(y, sample_rate=sample_rate, segment_hop_s=QUERY_HOP_S, style=False)
@@ -199,14 +203,14 @@ def extract_query(y: np.ndarray, *, sample_rate: int, style: bool = True) -> Ana
 def _query_style(y: np.ndarray, sample_rate: int, n_patches: int) -> np.ndarray:
     from soundalike.features import style as style_model
 
-    with style_model.query():
-        return _style(y, sample_rate, n_patches)
+    with style_model.query():  # fewer patches than a track's: the loudest, not the first
+        return _style(y, sample_rate, n_patches, loudest=n_patches < STYLE_PATCHES)
 
 
-def _style(y: np.ndarray, sample_rate: int, n_patches: int) -> np.ndarray:
+def _style(y: np.ndarray, sample_rate: int, n_patches: int, *, loudest: bool = False) -> np.ndarray:
     from soundalike.features import style  # onnxruntime loads on first use, in each worker
 
-    return style.style_embedding(y, sample_rate=sample_rate, n_patches=n_patches).astype(np.float32)
+    return style.style_embedding(y, sample_rate=sample_rate, n_patches=n_patches, loudest=loudest).astype(np.float32)
 
 
 def _style_dim() -> int:

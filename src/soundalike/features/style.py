@@ -320,6 +320,40 @@ def patch_starts(frames: int, n_patches: int = N_PATCHES) -> np.ndarray:
     return np.round(np.linspace(0, last, count)).astype(np.int64)
 
 
+def loudest_patch_starts(y: np.ndarray, *, sample_rate: int, n_patches: int) -> np.ndarray:
+    """First frames of the ``n_patches`` loudest of a signal's whole patches, in time order.
+
+    For a query that takes fewer patches than fit in it (a short clip, :func:`~soundalike.features.query_style_patches`):
+    a clip that starts or ends in silence or a fade is then not described by its quietest 3 s.
+    The candidates are :func:`patch_starts` with room for every whole patch; loudness is the mean
+    square of the samples under each.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal at ``sample_rate``.
+    sample_rate : int
+        Rate of ``y`` in Hz.
+    n_patches : int > 0
+        Patches to take.
+
+    Returns
+    -------
+    np.ndarray [shape=(min(n_patches, max(1, frames // PATCH_FRAMES)),), dtype=int64]
+        Ascending.
+    """
+    frames = n_frames(_resampled_length(len(y), sample_rate))
+    candidates = patch_starts(frames, max(n_patches, frames // PATCH_FRAMES))
+    if len(candidates) <= n_patches:
+        return candidates
+    per_frame = HOP * sample_rate / SAMPLE_RATE  # samples of y per frame
+    y = np.asarray(y, dtype=np.float32)
+    energy = np.asarray(
+        [np.mean(np.square(y[int(s * per_frame) : int((s + PATCH_FRAMES) * per_frame)], dtype=np.float64)) for s in candidates]
+    )
+    return candidates[np.sort(np.argsort(-energy, kind="stable")[:n_patches])]
+
+
 def mel_patches(y: np.ndarray, *, sample_rate: int, starts: np.ndarray) -> np.ndarray:
     """The model's input patches at the given frames, computed from the pipeline's signal.
 
@@ -469,7 +503,7 @@ class _IdleTrim:
 _idle_trim = _IdleTrim()
 
 
-def style_patches(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES) -> np.ndarray:
+def style_patches(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES, loudest: bool = False) -> np.ndarray:
     """Style embedding of each patch of a track.
 
     Parameters
@@ -480,18 +514,23 @@ def style_patches(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES
         Rate of ``y`` in Hz.
     n_patches : int > 0
         Most 3-s patches to take, evenly spread over the track (:func:`patch_starts`).
+    loudest : bool
+        Take the loudest whole patches instead (:func:`loudest_patch_starts`; for short queries).
 
     Returns
     -------
     np.ndarray [shape=(p, EMBEDDING_DIM), dtype=float32]
         One row per patch, in time order; ``p = min(n_patches, max(1, frames // PATCH_FRAMES))``.
     """
-    starts = patch_starts(n_frames(_resampled_length(len(y), sample_rate)), n_patches)
+    if loudest:
+        starts = loudest_patch_starts(y, sample_rate=sample_rate, n_patches=n_patches)
+    else:
+        starts = patch_starts(n_frames(_resampled_length(len(y), sample_rate)), n_patches)
     embeddings, _ = run_model(mel_patches(y, sample_rate=sample_rate, starts=starts))
     return embeddings
 
 
-def style_embedding(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES) -> np.ndarray:
+def style_embedding(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCHES, loudest: bool = False) -> np.ndarray:
     """Style of a track: the mean of its patches' musicnn embeddings.
 
     Parameters
@@ -501,11 +540,13 @@ def style_embedding(y: np.ndarray, *, sample_rate: int, n_patches: int = N_PATCH
     sample_rate : int
         Rate of ``y`` in Hz.
     n_patches : int > 0
-        Most 3-s patches to average, evenly spread over the track.
+        Most 3-s patches to average, evenly spread over the track (or the loudest, with ``loudest``).
+    loudest : bool
+        See :func:`style_patches`.
 
     Returns
     -------
     np.ndarray [shape=(EMBEDDING_DIM,), dtype=float32]
         Compare two with the cosine.
     """
-    return style_patches(y, sample_rate=sample_rate, n_patches=n_patches).mean(axis=0)
+    return style_patches(y, sample_rate=sample_rate, n_patches=n_patches, loudest=loudest).mean(axis=0)
