@@ -326,21 +326,8 @@ def loudest_patch_starts(y: np.ndarray, *, sample_rate: int, n_patches: int) -> 
     For a query that takes fewer patches than fit in it (a short clip, :func:`~soundalike.features.query_style_patches`):
     a clip that starts or ends in silence or a fade is then not described by its quietest 3 s.
     The candidates are :func:`patch_starts` with room for every whole patch; loudness is the mean
-    square of the samples under each.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Mono signal at ``sample_rate``.
-    sample_rate : int
-        Rate of ``y`` in Hz.
-    n_patches : int > 0
-        Patches to take.
-
-    Returns
-    -------
-    np.ndarray [shape=(min(n_patches, max(1, frames // PATCH_FRAMES)),), dtype=int64]
-        Ascending.
+    square of the samples under each. ``y``, ``sample_rate`` and ``n_patches`` are as in
+    :func:`style_patches`; the result is as :func:`patch_starts`'s (ascending frames).
     """
     frames = n_frames(_resampled_length(len(y), sample_rate))
     candidates = patch_starts(frames, max(n_patches, frames // PATCH_FRAMES))
