@@ -35,12 +35,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from soundalike.threads import VARIABLES  # imports only os: numpy stays unloaded
+
 ROOT = Path(__file__).resolve().parent.parent
 """The repository."""
 CACHE = Path(__file__).resolve().parent / ".cache"
 """Generated inputs (full-length tracks, synthetic libraries, vectors); safe to delete."""
 RESULTS = Path(__file__).resolve().parent / "results"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARIABLES = VARIABLES  # the ones soundalike.threads.one_math_thread sets
 """Set to 1 before numpy is first imported, so that every figure is for one core unless it says otherwise."""
 
 __all__ = ["CACHE", "RESULTS", "ROOT", "THREAD_VARIABLES"]

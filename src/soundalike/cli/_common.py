@@ -122,6 +122,17 @@ def loaded_index(library: Library, *, quiet: bool = False) -> Any:
     return loaded.index
 
 
+def answering_index(library: Library) -> Any:
+    """:func:`loaded_index` for a command that answers queries, then BLAS and OpenMP on one thread
+    for the answering (:func:`soundalike.threads.one_math_thread`; after the index, whose rebuild
+    may use more)."""
+    from soundalike.threads import one_math_thread
+
+    index = loaded_index(library)
+    one_math_thread()
+    return index
+
+
 def printable(path: str) -> str:
     """A path for one terminal line."""
     return display_path(path).replace("\n", "\\n")

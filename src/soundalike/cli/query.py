@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from soundalike.cli._common import (
+    answering_index,
     json_option,
     library_option,
-    loaded_index,
     main,
     open_library,
     track_names,
@@ -29,12 +29,8 @@ def _query_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _recommender(ctx: click.Context) -> Any:
-    from soundalike.threads import one_math_thread
-
     library = open_library(ctx)
-    index = loaded_index(library)
-    one_math_thread()  # after a rebuild the index may need: answering wants one BLAS thread
-    return library.recommender(index)
+    return library.recommender(answering_index(library))
 
 
 def _output(result: Any, as_json: bool, segments_csv: Path | None) -> None:

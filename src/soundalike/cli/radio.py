@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from soundalike.cli._common import (
+    answering_index,
     json_option,
     library_option,
     loaded_index,
@@ -16,7 +17,6 @@ from soundalike.cli._common import (
     printable,
     track_names,
 )
-from soundalike.threads import one_math_thread
 from soundalike.vocabulary import ASPECTS, FAMILIES
 
 
@@ -78,8 +78,7 @@ def radio(
     weights = _weights(weight)
     rule = Spread(spread[0], spread[1]) if spread else None
     library = open_library(ctx)
-    index = loaded_index(library)
-    one_math_thread()  # after a rebuild the index may need: answering wants one BLAS thread
+    index = answering_index(library)
     if ends is not None:
         if seeds or clip is not None:
             raise click.UsageError("--path takes its two tracks only: give no SEEDS or --from-file with it")
