@@ -89,13 +89,28 @@ def test_excerpts_of_library_tracks_find_their_source(evaluated) -> None:
 def test_metrics_json_follows_the_schema(evaluated) -> None:
     _, m, _ = evaluated
     assert m["schema"] == ev.METRICS_SCHEMA
-    assert set(m) == {"schema", "generated_at", "tracks", "k", "options", "labels", "silhouette", "retrieval", "clips", "index"}
+    assert set(m) == {
+        "schema", "generated_at", "tracks", "k", "options", "labels", "silhouette", "retrieval", "clips", "index", "comparison",
+    }  # fmt: skip
+    assert m["comparison"] is None  # no --baseline
     assert m["tracks"] == 40 and m["k"] == 10
     assert set(m["labels"]) == {"source", "labelled", "unlabelled", "unmatched", "counts"}
     assert m["labels"]["counts"] == {"organ": 10, "pad": 10, "pluck": 10, "square": 10}
     assert set(m["silhouette"]) == {"score", "k", "chosen_by", "by_k", "label_silhouette", "adjusted_rand"}
     r = m["retrieval"]
-    assert set(r) == {"k", "queries", "singletons", "chance_precision", "chance_by_label", "aspects"}
+    assert set(r) == {
+        "k", "queries", "singletons", "chance_precision", "chance_by_label", "aspects", "precision_interval",
+        "map_interval", "per_query",
+    }  # fmt: skip
+    # Each query's own scores, by path, average to the overall figures; the intervals hold them.
+    per_query = r["per_query"]
+    assert len(per_query["paths"]) == len(set(per_query["paths"])) == 40
+    assert np.mean(per_query["precision_at_k"]) == pytest.approx(r["aspects"]["all"]["precision_at_k"], abs=1e-9)
+    assert np.mean(per_query["average_precision"]) == pytest.approx(r["aspects"]["all"]["map"], abs=1e-9)
+    for key, figure in (("precision_interval", "precision_at_k"), ("map_interval", "map")):
+        interval = r[key]
+        assert interval["level"] == 0.95
+        assert interval["low"] < r["aspects"]["all"][figure] < interval["high"]
     assert list(r["aspects"]) == ["all", "timbre", "spectral", "rhythm", "harmony", "loudness", "style"]
     for aspect in r["aspects"].values():
         assert set(aspect) == {"precision_at_k", "map", "by_label"}
@@ -197,3 +212,46 @@ def test_expected_evaluate_errors_are_one_line(library_copy: Path, tmp_path: Pat
     assert result.exit_code == 1 and "expected a header row with a 'path' column" in result.output
     both = runner.invoke(main, ["--library", str(library_copy), "evaluate", "--labels", str(empty), "--label-tag", "genre"])
     assert both.exit_code == 2 and "at most one of" in both.output
+
+
+def test_baseline_compares_the_same_queries(evaluated, synth_library, library_copy: Path, tmp_path: Path) -> None:
+    # The same library evaluated again against the first run: every query is matched by path and
+    # nothing moved, so the change is exactly 0 and the verdict says the runs cannot be told apart.
+    report, m, _ = evaluated
+    baseline = tmp_path / "before.json"
+    baseline.write_text((report / "metrics.json").read_text())
+    labels = write_labels(tmp_path / "instrument.csv", synth_library)
+    result = CliRunner().invoke(
+        main,
+        ["--library", str(library_copy), "evaluate", "--labels", str(labels), "--report", str(tmp_path / "again"),
+         "--excerpts", "0", "--queries", "10", "--baseline", str(baseline), "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    c = json.loads((tmp_path / "again" / "metrics.json").read_text())["comparison"]
+    assert (c["queries"], c["only_here"], c["only_there"], c["k"]) == (40, 0, 0, 10)
+    assert c["precision_delta"] == 0.0 and c["map_delta"] == 0.0 and (c["better"], c["worse"]) == (0, 0)
+    assert c["precision_interval"] == {"low": 0.0, "high": 0.0, "level": 0.95}
+    assert c["verdict"] == "indistinguishable" and c["baseline"] == str(baseline)
+    assert f"against {baseline} (40 common queries): P@10 +0.000" in result.output
+    assert "not distinguishable from the baseline" in result.output
+    assert "## Against the baseline" in (tmp_path / "again" / "report.md").read_text()
+
+
+def test_a_baseline_must_be_comparable(evaluated, library_copy: Path, tmp_path: Path) -> None:
+    report, m, _ = evaluated
+    runner = CliRunner()
+
+    def run(*extra: str) -> str:
+        result = runner.invoke(main, ["--library", str(library_copy), "evaluate", "--excerpts", "0", "-q", *extra])
+        assert result.exit_code != 0 and "Traceback" not in result.output
+        return result.output
+
+    assert "does not exist" in run("--baseline", str(tmp_path / "missing.json"))
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    assert "is not a metrics.json" in run("--baseline", str(junk))
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**m, "retrieval": {**m["retrieval"], "per_query": None}}))
+    assert "no per-query scores" in run("--baseline", str(old))
+    assert "give -k 10 to compare" in run("--baseline", str(report / "metrics.json"), "-k", "5")
+    assert "a comparison needs labels" in run("--baseline", str(report / "metrics.json"))

@@ -77,6 +77,10 @@ def tune(
 @click.option("--bitrate", default="96k", show_default=True, help="MP3 bitrate of the excerpts.")
 @click.option("--queries", type=click.IntRange(min=2), default=200, show_default=True, help="Held-out queries for index recall and latency.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling excerpts, noise and queries.")
+@click.option(
+    "--baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="An earlier metrics.json of the same tracks: compare P@k and mAP with it query by query.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
@@ -94,15 +98,26 @@ def evaluate(
     bitrate: str,
     queries: int,
     seed: int,
+    baseline: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Measure recommendation quality, clip robustness and the index; write a report with plots."""
+    """Measure recommendation quality, clip robustness and the index; write a report with plots.
+
+    With --baseline (e.g. a copy of LIBRARY/report/metrics.json made before a change of weights,
+    settings or version), the summary says whether P@k and mAP moved by more than another draw of
+    tracks could move them.
+    """
     from soundalike import evaluate as ev
     from soundalike import labels as lab
 
     if sum(x is not None for x in (labels_csv, label_tag, fma_metadata)) > 1:
         raise click.UsageError("give at most one of --labels, --label-tag and --fma-metadata")
+    earlier = None
+    if baseline is not None:  # read first: it may be the metrics.json this run overwrites
+        earlier = ev.read_baseline(baseline)
+        if int(earlier["k"]) != k:
+            raise click.UsageError(f"--baseline measured P@{earlier['k']}; give -k {earlier['k']} to compare with it")
     library = open_library(ctx)
     catalog = library.catalog
     labels = None
@@ -120,7 +135,9 @@ def evaluate(
         index_queries=queries, seed=seed, max_duration=library.settings.max_duration,
     )  # fmt: skip
     with stage_bars(quiet, _STAGES) as progress:
-        evaluation = ev.evaluate_library(catalog, index, labels=labels, options=options, progress=progress)
+        evaluation = ev.evaluate_library(
+            catalog, index, labels=labels, options=options, baseline=earlier, baseline_name=str(baseline), progress=progress
+        )
     folder = report_dir or library.folder / "report"
     written = ev.write_report(evaluation, folder)
     if as_json:

@@ -10,6 +10,8 @@ The package is split by concern:
     Their typed results; ``to_dict()`` gives ``metrics.json`` (:data:`METRICS_SCHEMA`).
 :mod:`~soundalike.evaluate.tuning`
     Recall@k against exact search, the parameter grid, its Pareto front and the choice.
+:mod:`~soundalike.evaluate.compare`
+    Bootstrap intervals of the retrieval figures, and a run against a baseline, query by query.
 :mod:`~soundalike.evaluate.report`
     ``report.md``, ``metrics.json`` and the plots; the text the CLI prints.
 
@@ -32,7 +34,11 @@ similarity, not the approximation; the configured index is then measured against
     with the query's label; ``map`` the mean average precision over the full ranking. Both are
     averaged over queries, overall and per label, for ``all`` and for each aspect. Queries whose
     label no other track has are left out (counted as ``singletons``). ``chance_precision`` is what
-    a random ranking scores on average.
+    a random ranking scores on average. ``precision_interval`` and ``map_interval`` are 95 %
+    bootstrap intervals over the queries; ``per_query`` keeps each query's ``all`` scores by path.
+``comparison`` (with a baseline ``metrics.json``)
+    The same queries' change against the baseline, with paired bootstrap intervals and a verdict
+    (:mod:`~soundalike.evaluate.compare`).
 ``clips``
     For a seeded sample of tracks: decode at 44.1 kHz, cut an excerpt starting at 40 % of the
     track, add white gaussian noise at the given SNR relative to the excerpt's RMS, encode as MP3
@@ -54,6 +60,7 @@ held-out queries; the fastest point whose recall meets the target is saved into
 from __future__ import annotations
 
 from soundalike.errors import TuneError
+from soundalike.evaluate.compare import compare_retrieval, mean_interval, read_baseline
 from soundalike.evaluate.evaluation import evaluate_library, exact_view
 from soundalike.evaluate.metrics import (
     EXCERPT_RATE,
@@ -72,12 +79,15 @@ from soundalike.evaluate.records import (
     ClipMiss,
     Clips,
     ClipSkip,
+    Comparison,
     EvalOptions,
     Evaluation,
     IndexQuality,
+    Interval,
     LabelScore,
     LabelSummary,
     Latency,
+    QueryScores,
     Retrieval,
     Silhouette,
 )
@@ -106,30 +116,36 @@ __all__ = [
     "ClipMiss",
     "ClipSkip",
     "Clips",
+    "Comparison",
     "EvalOptions",
     "Evaluation",
     "GridGroup",
     "HeldOut",
     "IndexQuality",
+    "Interval",
     "LabelScore",
     "LabelSummary",
     "Latency",
     "Progress",
+    "QueryScores",
     "Retrieval",
     "Silhouette",
     "TuneError",
     "TunePoint",
     "TuneResult",
     "clip_robustness",
+    "compare_retrieval",
     "default_grid",
     "evaluate_library",
     "exact_view",
     "format_summary",
     "format_tune_table",
     "index_quality",
+    "mean_interval",
     "pareto_flags",
     "pick_excerpt_tracks",
     "plot_tuning",
+    "read_baseline",
     "recall_at_k",
     "retrieval_quality",
     "silhouette_analysis",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from soundalike.catalog import OK, Catalog
-from soundalike.errors import EmptyLibraryError
+from soundalike.errors import ConfigError, EmptyLibraryError
+from soundalike.evaluate.compare import compare_retrieval
 from soundalike.evaluate.metrics import (
     clip_robustness,
     index_quality,
@@ -47,6 +50,8 @@ def evaluate_library(
     *,
     labels: LabelSet | None = None,
     options: EvalOptions | None = None,
+    baseline: Mapping[str, Any] | None = None,
+    baseline_name: str = "baseline",
     progress: Progress | None = None,
 ) -> Evaluation:
     """Measure a library: silhouette, retrieval quality, clip robustness and the index.
@@ -59,6 +64,9 @@ def evaluate_library(
     labels : LabelSet, optional
         Without labels, retrieval quality is skipped and k-means picks its own k.
     options : EvalOptions, optional
+    baseline : mapping, optional
+        An earlier ``metrics.json`` of the same tracks (:func:`~soundalike.evaluate.compare.read_baseline`):
+        the retrieval is compared with it query by query (``comparison``); ``baseline_name`` names it.
     progress : callable, optional
         Stages ``"silhouette"``, ``"precision"``, ``"excerpts"``, ``"index"``.
 
@@ -71,6 +79,8 @@ def evaluate_library(
     ------
     EmptyLibraryError
         With fewer than 2 indexed tracks.
+    ConfigError
+        With a baseline but no labels, or a baseline of another ``k``.
     """
     from soundalike.recommend import Recommender
 
@@ -79,6 +89,8 @@ def evaluate_library(
     n = index.count
     if n < 2:
         raise EmptyLibraryError(f"need at least 2 indexed tracks to evaluate, found {n}")
+    if baseline is not None and labels is None:
+        raise ConfigError("baseline: a comparison needs labels (--labels, --label-tag or --fma-metadata)")
     exact = exact_view(index)
     recommender = Recommender(catalog, exact, max_duration=opts.max_duration)
     tracks = {t.id: t for t in catalog.tracks(status=OK)}
@@ -102,8 +114,12 @@ def evaluate_library(
             window[np.ix_(labelled, labelled)] = window_similarities(index, labelled)
         retrieval = retrieval_quality(
             vectors, row_labels, k=opts.k, families=families, hashes=hashes,
-            window=window, window_weight=WINDOW_WEIGHT, progress=report,
+            window=window, window_weight=WINDOW_WEIGHT, keys=[tracks[i].path if i in tracks else str(i) for i in ids],
+            progress=report,
         )  # fmt: skip
+    comparison = None
+    if baseline is not None and retrieval is not None:
+        comparison = compare_retrieval(retrieval, baseline, name=baseline_name, seed=opts.seed)
 
     clips = None
     if opts.excerpts > 0:
@@ -142,6 +158,7 @@ def evaluate_library(
         pca_variance=variance,
         clusters=clusters,
         latencies=latencies,
+        comparison=comparison,
     )
 
 

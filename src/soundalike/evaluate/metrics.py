@@ -19,6 +19,7 @@ import numpy as np
 
 from soundalike.catalog import OK, Track
 from soundalike.errors import EmptyLibraryError, SoundalikeError
+from soundalike.evaluate.compare import mean_interval
 from soundalike.evaluate.records import (
     AspectScore,
     ClipMiss,
@@ -27,6 +28,7 @@ from soundalike.evaluate.records import (
     IndexQuality,
     LabelScore,
     Latency,
+    QueryScores,
     Retrieval,
     Silhouette,
 )
@@ -122,6 +124,7 @@ def retrieval_quality(
     hashes: Sequence[str] | None = None,
     window: np.ndarray | None = None,
     window_weight: float = 0.0,
+    keys: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> Retrieval:
     """Leave-one-out precision@k and mean average precision, overall, per label and per aspect.
@@ -147,6 +150,9 @@ def retrieval_quality(
     window : np.ndarray [shape=(n, n)], optional
         Window-set similarities (:func:`soundalike.recommend.window_similarities`), blended into the
         ``all`` score with ``window_weight`` as ``similar`` does (NaN: no windows, cosine alone).
+    keys : sequence of str, optional
+        What names each row (its path): with it, ``all``'s score of every query is kept
+        (``per_query``) for a later comparison.
     progress : callable, optional
         ``progress("precision", done, total)`` over aspects × query chunks.
 
@@ -222,8 +228,17 @@ def retrieval_quality(
             map=float(ap[asked].mean()) if asked.any() else None,
             by_label=by_label,
         )
+        if aspect == "all":
+            all_prec, all_ap = prec[asked], ap[asked]
     candidates = m - 1
     chance = same_count[asked] / candidates
+    per_query = None
+    if keys is not None:
+        per_query = QueryScores(
+            paths=tuple(str(keys[i]) for i in rows[asked]),
+            precision_at_k=tuple(float(v) for v in all_prec),
+            average_precision=tuple(float(v) for v in all_ap),
+        )
     chance_by_label = {
         str(label): float(chance[codes[asked] == c].mean()) if np.any(codes[asked] == c) else None
         for c, label in enumerate(distinct)
@@ -235,6 +250,9 @@ def retrieval_quality(
         chance_precision=float(chance.mean()) if len(chance) else None,
         chance_by_label=chance_by_label,
         aspects=aspects,
+        precision_interval=mean_interval(all_prec),
+        map_interval=mean_interval(all_ap),
+        per_query=per_query,
     )
 
 

@@ -149,6 +149,37 @@ class AspectScore(_JsonRecord):
 
 
 @dataclass(frozen=True)
+class Interval(_JsonRecord):
+    """A bootstrap confidence interval of a mean over queries (:func:`~soundalike.evaluate.compare.mean_interval`)."""
+
+    low: float
+    high: float
+    level: float
+
+    def excludes_zero(self) -> bool:
+        """Whether the whole interval lies on one side of 0."""
+        return self.low > 0.0 or self.high < 0.0
+
+
+@dataclass(frozen=True)
+class QueryScores(_JsonRecord):
+    """Each query's own scores on the ``all`` ranking, so that two evaluations of the same tracks
+    can be compared query by query (:func:`~soundalike.evaluate.compare.compare_retrieval`).
+
+    Attributes
+    ----------
+    paths : tuple of str
+        The query track's path (what is matched between two evaluations).
+    precision_at_k, average_precision : tuple of float
+        Its precision@k and average precision, in the order of ``paths``.
+    """
+
+    paths: tuple[str, ...]
+    precision_at_k: tuple[float, ...]
+    average_precision: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Retrieval(_JsonRecord):
     """Leave-one-out retrieval quality against labels.
 
@@ -162,6 +193,11 @@ class Retrieval(_JsonRecord):
         What a random ranking scores on average; ``chance_by_label`` per label.
     aspects : dict of str to AspectScore
         ``"all"`` first, then each feature family.
+    precision_interval, map_interval : Interval or None
+        95 % bootstrap intervals of ``all``'s precision@k and mean average precision over the
+        queries: how far the figures could move on another draw of tracks like these.
+    per_query : QueryScores or None
+        ``all``'s scores of every query, for comparing with a later evaluation (``--baseline``).
     """
 
     k: int
@@ -170,6 +206,48 @@ class Retrieval(_JsonRecord):
     chance_precision: float | None
     chance_by_label: dict[str, float | None]
     aspects: dict[str, AspectScore]
+    precision_interval: Interval | None = None
+    map_interval: Interval | None = None
+    per_query: QueryScores | None = None
+
+
+@dataclass(frozen=True)
+class Comparison(_JsonRecord):
+    """This evaluation's retrieval against an earlier one of the same tracks, query by query.
+
+    Attributes
+    ----------
+    baseline : str
+        Where the earlier ``metrics.json`` was read from; ``baseline_generated_at`` when it was made.
+    queries : int
+        Queries in both (matched by path); ``only_here`` and ``only_there`` count the others.
+    k : int
+    precision_delta, map_delta : float
+        Mean change of precision@k and of average precision over the common queries (this run
+        less the baseline's).
+    precision_interval, map_interval : Interval or None
+        Paired bootstrap intervals of those changes (None with fewer than 2 common queries).
+    better, worse : int
+        Common queries whose average precision rose, or fell.
+    verdict : str
+        ``"better"`` or ``"worse"`` when an interval excludes 0 and none points the other way,
+        ``"mixed"`` when they point both ways, else ``"indistinguishable"``: the change is within
+        what another draw of tracks could give.
+    """
+
+    baseline: str
+    baseline_generated_at: str | None
+    queries: int
+    only_here: int
+    only_there: int
+    k: int
+    precision_delta: float
+    map_delta: float
+    precision_interval: Interval | None
+    map_interval: Interval | None
+    better: int
+    worse: int
+    verdict: str
 
 
 @dataclass(frozen=True)
@@ -255,6 +333,8 @@ class Evaluation:
         k-means cluster of each row.
     latencies : dict of str to np.ndarray
         Per-query seconds of each timed query kind.
+    comparison : Comparison or None
+        Against a baseline evaluation, when one was given.
     """
 
     generated_at: str
@@ -270,6 +350,7 @@ class Evaluation:
     pca_variance: tuple[float, float] = (0.0, 0.0)
     clusters: np.ndarray | None = None
     latencies: dict[str, np.ndarray] = field(default_factory=dict)
+    comparison: Comparison | None = None
 
     @property
     def k(self) -> int:
@@ -294,6 +375,7 @@ class Evaluation:
                 "retrieval": part(self.retrieval),
                 "clips": part(self.clips),
                 "index": self.index.to_dict(),
+                "comparison": part(self.comparison),
             }
         )
         return out

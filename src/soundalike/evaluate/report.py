@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from soundalike.evaluate.records import (
+    Comparison,
     Evaluation,
     IndexQuality,
+    Interval,
     LabelSummary,
     Retrieval,
     Silhouette,
@@ -91,8 +93,11 @@ def _markdown(ev: Evaluation, plots: dict[str, Path]) -> str:
     r, c, s, ix = ev.retrieval, ev.clips, ev.silhouette, ev.index
     if r:
         a = r.aspects["all"]
-        lines.append(f"| P@{r.k} (leave-one-out, exact) | {_fmt(a.precision_at_k)} (chance {_fmt(r.chance_precision)}) |")
-        lines.append(f"| mAP | {_fmt(a.map)} |")
+        lines.append(
+            f"| P@{r.k} (leave-one-out, exact; [{_level(r.precision_interval)} bootstrap interval over the queries]) | "
+            f"{_fmt(a.precision_at_k)}{_interval(r.precision_interval)} (chance {_fmt(r.chance_precision)}) |"
+        )
+        lines.append(f"| mAP | {_fmt(a.map)}{_interval(r.map_interval)} |")
     if c:
         lines.append(
             f"| excerpt top-1 / top-10 ({_fmt(c.excerpt_seconds, 0)} s, {_fmt(c.snr_db, 0)} dB SNR, "
@@ -123,6 +128,8 @@ def _markdown(ev: Evaluation, plots: dict[str, Path]) -> str:
                 f"| {label} | {count} | {_fmt(v.precision_at_k)} | {_fmt(v.map)} | {_fmt(r.chance_by_label.get(label))} |"
             )
         lines.append("")
+    if ev.comparison:
+        lines += ["## Against the baseline", "", comparison_sentence(ev.comparison), ""]
     if c:
         lines += [
             "## Clip robustness",
@@ -150,6 +157,35 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or value != value else value
 
 
+def _interval(i: Interval | None, *, signed: bool = False) -> str:
+    """`` [0.512, 0.613]`` (the interval's ends), or nothing without an interval."""
+    if i is None:
+        return ""
+    fmt = "+.3f" if signed else ".3f"
+    return f" [{i.low:{fmt}}, {i.high:{fmt}}]"
+
+
+def _level(i: Interval | None) -> str:
+    return f"{i.level:.0%}" if i is not None else "95%"
+
+
+def comparison_sentence(c: Comparison) -> str:
+    """What a :class:`~soundalike.evaluate.records.Comparison` found, in one sentence."""
+    said = {
+        "better": "better than the baseline",
+        "worse": "worse than the baseline",
+        "mixed": "better on one figure and worse on the other",
+        "indistinguishable": "not distinguishable from the baseline on these tracks",
+    }[c.verdict]
+    rest = f"; {c.only_here} queries only here, {c.only_there} only there" if c.only_here or c.only_there else ""
+    return (
+        f"against {c.baseline} ({c.queries} common queries{rest}): P@{c.k} {c.precision_delta:+.3f}"
+        f"{_interval(c.precision_interval, signed=True)}, mAP {c.map_delta:+.3f}{_interval(c.map_interval, signed=True)}; "
+        f"average precision rose for {c.better} queries and fell for {c.worse} "
+        f"([ ]: {_level(c.precision_interval)} paired bootstrap interval of the change): {said}"
+    )
+
+
 def format_summary(evaluation: Evaluation) -> str:
     """The few lines ``soundalike evaluate`` prints: headline figures of each measurement."""
 
@@ -164,9 +200,12 @@ def format_summary(evaluation: Evaluation) -> str:
     if r:
         a = r.aspects["all"]
         lines.append(
-            f"  P@{r.k} {f(a.precision_at_k)}  mAP {f(a.map)}  (chance P@{r.k} {f(r.chance_precision)}; "
-            f"leave-one-out on {r.queries} tracks, exact search)"
+            f"  P@{r.k} {f(a.precision_at_k)}{_interval(r.precision_interval)}  mAP {f(a.map)}{_interval(r.map_interval)}"
+            f"  (chance P@{r.k} {f(r.chance_precision)}; leave-one-out on {r.queries} tracks, exact search; "
+            f"[ ]: {_level(r.precision_interval)} bootstrap interval over the queries)"
         )
+        if evaluation.comparison:
+            lines.append("  " + comparison_sentence(evaluation.comparison))
         lines.append("  by aspect (P@k / mAP): " + ", ".join(
             f"{name} {f(v.precision_at_k, 2)}/{f(v.map, 2)}" for name, v in r.aspects.items()
         ))  # fmt: skip
