@@ -196,3 +196,43 @@ def copies_library(tmp_path_factory: pytest.TempPathFactory) -> CopiesLibrary:
     index = library.rebuild(backend="exact")
     assert isinstance(library.catalog, SQLiteCatalog)
     return CopiesLibrary(folder=folder, music=music, originals=originals, groups=groups, catalog=library.catalog, index=index)
+
+
+DEV_MUSIC = Path(__file__).resolve().parents[1].parent / "shared" / "dev-music"
+"""The real clips beside the checkout (``../shared/dev-music``); tests that need them skip without them."""
+
+
+@dataclass
+class DevMusic:
+    """The 91 dev-music clips copied into one folder and ingested once for the whole session.
+
+    Tests that need the analysis read ``catalog_file`` (never write it): :meth:`catalog_copy` gives a
+    test its own copy to add to.
+    """
+
+    music: Path
+    catalog_file: Path
+    summary: IngestSummary
+
+    def catalog_copy(self, folder: Path) -> SQLiteCatalog:
+        """A consistent copy of the catalog in ``folder`` (SQLite's backup, so no write is half-copied)."""
+        target = folder / "catalog.sqlite"
+        with sqlite3.connect(self.catalog_file) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)
+        return SQLiteCatalog(target)
+
+
+@pytest.fixture(scope="session")
+def devmusic_ingested(tmp_path_factory: pytest.TempPathFactory) -> DevMusic:
+    """One ingest of ``../shared/dev-music`` shared by the quality, radio and duplicates tests."""
+    if not (DEV_MUSIC / "labels.csv").exists():
+        pytest.skip("../shared/dev-music is not beside this checkout")
+    music = tmp_path_factory.mktemp("devmusic")
+    for clip in sorted(p for p in DEV_MUSIC.rglob("*") if p.suffix in (".mp3", ".ogg")):
+        (music / clip.parent.name).mkdir(exist_ok=True)
+        shutil.copy(clip, music / clip.parent.name / clip.name)
+    folder = tmp_path_factory.mktemp("devmusic-library")
+    catalog = SQLiteCatalog(folder / "catalog.sqlite")
+    summary = ingest([music], catalog, runner=ProcessRunner(2))
+    catalog.close()
+    return DevMusic(music=music, catalog_file=folder / "catalog.sqlite", summary=summary)

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.evaluate import EvalOptions, evaluate_library
 from soundalike.index import bundle
-from soundalike.ingest import ProcessRunner, ingest
 from soundalike.labels import labels_from_csv
 
 DEV_MUSIC = Path(__file__).resolve().parents[1].parent / "shared" / "dev-music"
@@ -28,10 +26,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_real_music_beats_every_peer_in_peers_md(tmp_path):
-    catalog = SQLiteCatalog(tmp_path / "catalog.sqlite")
-    summary = ingest([DEV_MUSIC], catalog, runner=ProcessRunner(2))
+def test_real_music_beats_every_peer_in_peers_md(devmusic_ingested, tmp_path):
+    summary = devmusic_ingested.summary  # the 91 clips, ingested once for the session (conftest)
     assert (summary.analysed, len(summary.failed)) == (91, 0)
+    catalog = devmusic_ingested.catalog_copy(tmp_path)
     index = bundle.build(tmp_path, catalog, backend="scann")
     labels = labels_from_csv(DEV_MUSIC / "labels.csv", catalog)
     ev = evaluate_library(catalog, index, labels=labels, options=EvalOptions(k=10, excerpts=91, index_queries=91))

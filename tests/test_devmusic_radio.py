@@ -1,7 +1,7 @@
 """Radio and duplicates on the real clips of ../shared/dev-music (issue 14).
 
 Every 9th clip is copied byte for byte and re-encoded (MP3 at 160 and 48 kbit/s, Opus 64k, MP3 with
-2 s of silence added); the 91 clips are tracks of ten game soundtracks, so "no false pair" means no
+2 s of silence added); the 91 clips are tracks of four game soundtracks, so "no false pair" means no
 two different tracks of one soundtrack are called the same recording.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,41 +21,36 @@ from soundalike.ingest import ProcessRunner, ingest
 from soundalike.radio import mean_step_distance, radio, seed_from_track
 from soundalike.recommend import Recommender
 
-DEV_MUSIC = Path(__file__).resolve().parents[1].parent / "shared" / "dev-music"
-
-pytestmark = pytest.mark.skipif(
-    not (DEV_MUSIC / "labels.csv").exists(), reason="../shared/dev-music is not beside this checkout"
-)
-
 
 @pytest.fixture(scope="module")
-def devmusic(tmp_path_factory, transcoder):
-    from soundalike.catalog.sqlite import SQLiteCatalog
-
-    music = tmp_path_factory.mktemp("devmusic-copies")
-    clips = sorted(p for p in DEV_MUSIC.rglob("*") if p.suffix in (".mp3", ".ogg"))
+def devmusic(devmusic_ingested, tmp_path_factory, transcoder):
+    # The session's dev-music catalog (conftest), plus copies of every 9th clip: the byte copies
+    # reuse the originals' analysis, the re-encoded ones are analysed.
+    music = devmusic_ingested.music
+    clips = sorted(p for p in music.rglob("*") if p.suffix in (".mp3", ".ogg"))
+    assert len(clips) == 91
+    copies = tmp_path_factory.mktemp("devmusic-extra") / "copies"
+    copies.mkdir()
     groups: list[set[str]] = []
-    for i, clip in enumerate(clips):
-        target = music / clip.parent.name / clip.name
-        target.parent.mkdir(exist_ok=True)
-        shutil.copy(clip, target)
-        if i % 9:
-            continue
-        stem = music / "copies" / f"{clip.parent.name}-{clip.stem}"
-        stem.parent.mkdir(exist_ok=True)
+    jobs = []
+    for clip in clips[::9]:
+        stem = copies / f"{clip.parent.name}-{clip.stem}"
         byte = Path(f"{stem}.byte{clip.suffix}")
         shutil.copy(clip, byte)
         made = [
-            transcoder(clip, Path(f"{stem}.160k.mp3"), bitrate="160k"),
-            transcoder(clip, Path(f"{stem}.48k.mp3"), bitrate="48k"),
-            transcoder(clip, Path(f"{stem}.opus"), bitrate="64k"),
-            transcoder(clip, Path(f"{stem}.silence.mp3"), bitrate="128k", pad_s=2.0),
+            (Path(f"{stem}.160k.mp3"), {"bitrate": "160k"}),
+            (Path(f"{stem}.48k.mp3"), {"bitrate": "48k"}),
+            (Path(f"{stem}.opus"), {"bitrate": "64k"}),
+            (Path(f"{stem}.silence.mp3"), {"bitrate": "128k", "pad_s": 2.0}),
         ]
-        groups.append({str(target), str(byte), *map(str, made)})
+        jobs += [(clip, target, options) for target, options in made]
+        groups.append({str(clip), str(byte), *(str(target) for target, _ in made)})
+    with ThreadPoolExecutor(2) as pool:  # ffmpeg processes, two at a time
+        list(pool.map(lambda job: transcoder(job[0], job[1], **job[2]), jobs))
     folder = tmp_path_factory.mktemp("devmusic-copies-library")
-    catalog = SQLiteCatalog(folder / "catalog.sqlite")
-    summary = ingest([music], catalog, runner=ProcessRunner(2))
-    assert not summary.failed
+    catalog = devmusic_ingested.catalog_copy(folder)
+    summary = ingest([copies], catalog, runner=ProcessRunner(2))
+    assert not summary.failed and summary.reused == len(groups)
     index = bundle.build(folder, catalog, backend="exact")
     return catalog, index, groups
 
