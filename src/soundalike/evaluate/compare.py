@@ -21,7 +21,7 @@ import numpy as np
 import scipy.stats
 
 from soundalike.errors import ConfigError
-from soundalike.evaluate.records import Comparison, Interval, QueryScores, Retrieval
+from soundalike.evaluate.records import METRICS_SCHEMA, Comparison, Interval, QueryScores, Retrieval
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -60,8 +60,6 @@ def read_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
         When the file is missing, not JSON, or has no per-query retrieval scores (made without
         labels, or by a soundalike from before they were written).
     """
-    from soundalike.evaluate.records import METRICS_SCHEMA
-
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
