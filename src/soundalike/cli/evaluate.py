@@ -113,11 +113,8 @@ def evaluate(
 
     if sum(x is not None for x in (labels_csv, label_tag, fma_metadata)) > 1:
         raise click.UsageError("give at most one of --labels, --label-tag and --fma-metadata")
-    earlier = None
-    if baseline is not None:  # read first: it may be the metrics.json this run overwrites
-        earlier = ev.read_baseline(baseline)
-        if int(earlier["k"]) != k:
-            raise click.UsageError(f"--baseline measured P@{earlier['k']}; give -k {earlier['k']} to compare with it")
+    # read first: it may be the metrics.json this run overwrites
+    earlier = ev.read_baseline(baseline) if baseline is not None else None
     library = open_library(ctx)
     catalog = library.catalog
     labels = None

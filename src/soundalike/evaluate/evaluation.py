@@ -89,6 +89,8 @@ def evaluate_library(
     n = index.count
     if n < 2:
         raise EmptyLibraryError(f"need at least 2 indexed tracks to evaluate, found {n}")
+    if baseline is not None and int(baseline["k"]) != opts.k:  # before the work, not after it
+        raise ConfigError(f"baseline: it measured P@{baseline['k']}; give -k {baseline['k']} to compare with it")
     if baseline is not None and labels is None:
         raise ConfigError("baseline: a comparison needs labels (--labels, --label-tag or --fma-metadata)")
     exact = exact_view(index)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from soundalike.evaluate.compare import CONFIDENCE
 from soundalike.evaluate.records import (
     Comparison,
     Evaluation,
@@ -166,7 +167,7 @@ def _interval(i: Interval | None, *, signed: bool = False) -> str:
 
 
 def _level(i: Interval | None) -> str:
-    return f"{i.level:.0%}" if i is not None else "95%"
+    return f"{(i.level if i is not None else CONFIDENCE):.0%}"
 
 
 def comparison_sentence(c: Comparison) -> str:
