@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from soundalike import evaluate as ev
 from soundalike.cli import main
-from soundalike.index import build_index, bundle
+from soundalike.index import build_index, bundle, default_params
 
 TARGET = 0.95
 # Two builds with four query-time variants each, plus brute force: the machinery, not the default
@@ -115,17 +115,25 @@ def test_tune_on_a_real_library_saves_the_choice_and_the_rebuilt_index_uses_it(l
     assert code == 0, out
     assert "<- chosen" in out and "*" in out
     saved = json.loads((library_copy / "tuned.json").read_text())["annoy"]
-    assert set(saved) == {"n_trees", "search_k"}
+    # On a small library every point reaches the target, so the fastest one wins by a timing margin:
+    # a grid point (n_trees and search_k) or the default rule (saved as {}). Both are a real choice.
+    assert set(saved) in ({"n_trees", "search_k"}, set())
     table = json.loads((library_copy / "tune-annoy.json").read_text())
     chosen = table["points"][table["chosen"]]
     assert chosen["params"] == saved and min(chosen["recall"], chosen["recall_least"]) >= 0.95
+    assert chosen["qps"] == max(p["qps"] for p in table["points"] if min(p["recall"], p["recall_least"]) >= 0.95)
     assert_png(library_copy / "tune-annoy.png")
 
     code, out = run("--library", lib, "index", "--backend", "annoy")
     assert code == 0, out
     manifest = bundle.read_manifest(library_copy)
     assert manifest is not None and manifest.backend == "annoy"
-    assert {k: manifest.params[k] for k in saved} == saved
+    expected = saved or {
+        key: value
+        for key, value in default_params("annoy", manifest.count, manifest.dim).items()
+        if key in ("n_trees", "search_k", "search_k_factor")
+    }
+    assert {k: manifest.params[k] for k in expected} == expected
 
 
 def test_tune_scann_on_a_small_library_saves_brute_force(library_copy: Path) -> None:
