@@ -22,18 +22,6 @@ from soundalike.features import frames
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
-# What the issue saw crash: the numba-compiled functions behind chroma_stft (localmax) and
-# onset detection (peak_pick), run from whatever the ingests left in the cache.
-JIT_CHECK = """
-import numpy as np, librosa
-y = np.random.default_rng(0).standard_normal(22050 * 3).astype(np.float32) * 0.1
-chroma = librosa.feature.chroma_stft(y=y, sr=22050)
-peaks = librosa.util.localmax(chroma, axis=1)
-onsets = librosa.onset.onset_detect(y=y, sr=22050)
-print(chroma.shape, int(peaks.sum()), len(onsets))
-"""
-
-
 def _env(cache: Path) -> dict[str, str]:
     return {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(SRC), "GLOG_minloglevel": "2"}
 
@@ -63,7 +51,7 @@ def test_analysing_a_file_imports_neither_librosa_nor_numba(tmp_path):
 
 
 @pytest.mark.slow
-def test_concurrent_two_worker_ingests_leave_numba_caches_that_load(tmp_path):
+def test_concurrent_two_worker_ingests_compile_nothing_into_numba_caches(tmp_path):
     music = tmp_path / "music"
     synth.write_library(music, synth.library_specs(grooves=("backbeat", "waltz"), keys=("C",), duration=4.0))
     caches = [tmp_path / f"numba-{i}" for i in range(2)]
@@ -78,12 +66,9 @@ def test_concurrent_two_worker_ingests_leave_numba_caches_that_load(tmp_path):
         out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err
         assert "failed 0" in out, out
-    # Nothing was compiled, so nothing half-written is left for the next process to load.
+    # Nothing was compiled, so nothing half-written is left for the next process to load: the crash
+    # the issue saw (chroma_stft -> localmax loading a mixed cache) has nothing to load. Running the
+    # JIT-compiled librosa functions afterwards (as this test once did) only compiled them afresh
+    # into the empty caches, which tests numba, not soundalike, and took 20 s of CI.
     assert [p.name for cache in caches for p in cache.rglob("*.nbi")] == []
-    checks = [
-        subprocess.Popen([sys.executable, "-c", JIT_CHECK], env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for cache in caches
-    ]
-    for check in checks:
-        _, err = check.communicate(timeout=300)
-        assert check.returncode == 0, f"the JIT-using librosa functions crashed (status {check.returncode}): {err[-2000:]}"
+    assert [p.name for cache in caches for p in cache.rglob("*.nbc")] == []
