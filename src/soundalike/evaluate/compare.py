@@ -79,6 +79,19 @@ def read_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def check_cutoff(baseline: Mapping[str, Any], k: int) -> None:
+    """Refuse a baseline measured at another cut-off: its P@k is not this run's P@k.
+
+    Raises
+    ------
+    ConfigError
+        When the baseline's ``k`` (:func:`read_baseline`) is not ``k``.
+    """
+    theirs = int(baseline["retrieval"]["k"])
+    if theirs != k:
+        raise ConfigError(f"baseline: it measured P@{theirs}, this run P@{k}; give -k {theirs} to compare with it")
+
+
 def compare_retrieval(current: Retrieval, baseline: Mapping[str, Any], *, name: str, seed: int = 0) -> Comparison:
     """This evaluation's ``all`` ranking against a baseline's, query by query.
 
@@ -100,9 +113,8 @@ def compare_retrieval(current: Retrieval, baseline: Mapping[str, Any], *, name: 
     """
     if current.per_query is None:
         raise ConfigError("baseline: this evaluation has no per-query retrieval scores to compare")
+    check_cutoff(baseline, current.k)
     there = baseline["retrieval"]
-    if int(there["k"]) != current.k:
-        raise ConfigError(f"baseline: it measured P@{there['k']}, this run P@{current.k}; give the same -k")
     mine = _by_path(current.per_query)
     theirs = _by_path(QueryScores(**{key: tuple(there["per_query"][key]) for key in ("paths", "precision_at_k", "average_precision")}))
     common = [p for p in mine if p in theirs]

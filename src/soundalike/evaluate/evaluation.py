@@ -11,7 +11,7 @@ import numpy as np
 
 from soundalike.catalog import OK, Catalog
 from soundalike.errors import ConfigError, EmptyLibraryError
-from soundalike.evaluate.compare import compare_retrieval
+from soundalike.evaluate.compare import check_cutoff, compare_retrieval
 from soundalike.evaluate.metrics import (
     clip_robustness,
     index_quality,
@@ -89,10 +89,10 @@ def evaluate_library(
     n = index.count
     if n < 2:
         raise EmptyLibraryError(f"need at least 2 indexed tracks to evaluate, found {n}")
-    if baseline is not None and int(baseline["k"]) != opts.k:  # before the work, not after it
-        raise ConfigError(f"baseline: it measured P@{baseline['k']}; give -k {baseline['k']} to compare with it")
-    if baseline is not None and labels is None:
-        raise ConfigError("baseline: a comparison needs labels (--labels, --label-tag or --fma-metadata)")
+    if baseline is not None:  # refused before the work, not after it
+        check_cutoff(baseline, opts.k)
+        if labels is None:
+            raise ConfigError("baseline: a comparison needs labels (--labels, --label-tag or --fma-metadata)")
     exact = exact_view(index)
     recommender = Recommender(catalog, exact, max_duration=opts.max_duration)
     tracks = {t.id: t for t in catalog.tracks(status=OK)}
