@@ -25,7 +25,7 @@ def test_a_mean_interval_holds_the_mean_and_narrows_with_more_queries(rng: np.ra
     assert many.high - many.low == pytest.approx(2 * 1.96 * values.std() / np.sqrt(400), rel=0.15)
     assert ev.mean_interval(values[:1]) is None
     same = ev.mean_interval(np.full(5, 0.3))
-    assert same is not None and (same.low, same.high) == (0.3, 0.3) and same.excludes_zero()
+    assert same is not None and (same.low, same.high) == (0.3, 0.3) and same.low > 0.0
 
 
 def _clusters(rng: np.random.Generator, spread: float, n: int = 60) -> tuple[np.ndarray, list[str]]:

@@ -156,10 +156,6 @@ class Interval(_JsonRecord):
     high: float
     level: float
 
-    def excludes_zero(self) -> bool:
-        """Whether the whole interval lies on one side of 0."""
-        return self.low > 0.0 or self.high < 0.0
-
 
 @dataclass(frozen=True)
 class QueryScores(_JsonRecord):
