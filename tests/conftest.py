@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dev_music
 import mongo_stand_in
 from soundalike import audio as audio_mod
 from soundalike import synth
@@ -198,10 +199,6 @@ def copies_library(tmp_path_factory: pytest.TempPathFactory) -> CopiesLibrary:
     return CopiesLibrary(folder=folder, music=music, originals=originals, groups=groups, catalog=library.catalog, index=index)
 
 
-DEV_MUSIC = Path(__file__).resolve().parents[1].parent / "shared" / "dev-music"
-"""The real clips beside the checkout (``../shared/dev-music``); tests that need them skip without them."""
-
-
 @dataclass
 class DevMusic:
     """The 91 dev-music clips copied into one folder and ingested once for the whole session.
@@ -225,10 +222,10 @@ class DevMusic:
 @pytest.fixture(scope="session")
 def devmusic_ingested(tmp_path_factory: pytest.TempPathFactory) -> DevMusic:
     """One ingest of ``../shared/dev-music`` shared by the quality, radio and duplicates tests."""
-    if not (DEV_MUSIC / "labels.csv").exists():
-        pytest.skip("../shared/dev-music is not beside this checkout")
+    if not dev_music.PRESENT:
+        pytest.skip(dev_music.ABSENT_REASON)
     music = tmp_path_factory.mktemp("devmusic")
-    for clip in sorted(p for p in DEV_MUSIC.rglob("*") if p.suffix in (".mp3", ".ogg")):
+    for clip in sorted(p for p in dev_music.DEV_MUSIC.rglob("*") if p.suffix in (".mp3", ".ogg")):
         (music / clip.parent.name).mkdir(exist_ok=True)
         shutil.copy(clip, music / clip.parent.name / clip.name)
     folder = tmp_path_factory.mktemp("devmusic-library")

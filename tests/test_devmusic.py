@@ -10,20 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
+from dev_music import DEV_MUSIC, needs_dev_music
 from soundalike.evaluate import EvalOptions, evaluate_library
 from soundalike.index import bundle
 from soundalike.labels import labels_from_csv
 
-DEV_MUSIC = Path(__file__).resolve().parents[1].parent / "shared" / "dev-music"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 # Best peer per column in PEERS.md: P@10 0.508, mAP 0.512, excerpt top-1 0.945, top-10 0.989.
 PEERS_BEST = {"p_at_10": 0.508, "map": 0.512, "top1": 0.945, "top10": 0.989}
 
-pytestmark = pytest.mark.skipif(
-    not (DEV_MUSIC / "labels.csv").exists(), reason="../shared/dev-music is not beside this checkout"
-)
+pytestmark = needs_dev_music
 
 
 def test_real_music_beats_every_peer_in_peers_md(devmusic_ingested, tmp_path):

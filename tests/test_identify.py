@@ -7,18 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dev_music import DEV_MUSIC, needs_dev_music
 from soundalike import audio
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.index import bundle
 from soundalike.ingest import ProcessRunner, ingest
 from soundalike.recommend import Recommender
 
-DEV_MUSIC = Path(__file__).resolve().parents[1].parent / "shared" / "dev-music"
 LEFT_OUT = "hedgewars-data"  # one soundtrack's clips stay out of the library, as music it has never heard
 
-pytestmark = pytest.mark.skipif(
-    not (DEV_MUSIC / "labels.csv").exists(), reason="../shared/dev-music is not beside this checkout"
-)
+pytestmark = needs_dev_music
 
 
 @pytest.fixture(scope="module")

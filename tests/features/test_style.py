@@ -20,17 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dev_music import DEV_MUSIC, needs_dev_music
 from soundalike import audio, synth
 from soundalike.audio import SAMPLE_RATE, decode
 from soundalike.features import style
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "musicnn_reference.npz"
-DEV_MUSIC = Path(__file__).resolve().parents[2].parent / "shared" / "dev-music"
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-needs_dev_music = pytest.mark.skipif(
-    not (DEV_MUSIC / "labels.csv").exists(), reason="../shared/dev-music is not beside this checkout"
-)
 
 
 @pytest.fixture(scope="module")

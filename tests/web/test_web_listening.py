@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
+from dev_music import DEV_MUSIC, needs_dev_music
 from soundalike.catalog.sqlite import SQLiteCatalog
 from soundalike.cli import main
 from soundalike.web import create_app
@@ -28,13 +29,12 @@ from soundalike.web.auth import PasswordHash
 
 from .conftest import ARTIFACTS, LiveServer
 
-DEV_MUSIC = Path(__file__).resolve().parents[3] / "shared" / "dev-music"
 LONG_FOLDER = "A soundtrack folder with a really quite extraordinarily long name for phones"
 LONG_FILE = "The_Motorway_theme_with_an_unbroken_file_name_that_goes_on_and_on_and_on.mp3"
 PHONES = (360, 390, 414)
 PER_PAGE = 3
 
-pytestmark = pytest.mark.skipif(not (DEV_MUSIC / "labels.csv").exists(), reason="../shared/dev-music is not beside this checkout")
+pytestmark = needs_dev_music
 
 
 @dataclass(frozen=True)
